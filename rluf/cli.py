@@ -1,0 +1,74 @@
+"""The `rluf` command line: wires each folder's command group together.
+
+Only this module builds ``Settings``; commands read them from ``ctx.obj``. Every error a
+user can fix is printed as one line (``rluf: ...``) with exit code 1 (2 for a bad
+setting), never as a traceback.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from pathlib import Path
+
+import typer
+from pydantic import ValidationError
+
+from rluf.errors import RlufError
+from rluf.schemas import first_error
+from rluf.settings import load_settings
+
+__all__ = ["app", "main"]
+
+app = typer.Typer(
+    name="rluf",
+    help="Reinforcement Learning from User Feedback: live reactions to a better model.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+
+
+@app.callback()
+def root(
+    ctx: typer.Context,
+    config: Path | None = typer.Option(
+        None, "--config", "-c", help="YAML settings file (default: $RLUF_CONFIG when set)."
+    ),
+    verbose: bool = typer.Option(False, "--verbose", "-v", help="Log at INFO level."),
+) -> None:
+    """Build the settings once; subcommands take the slices they need."""
+    logging.basicConfig(
+        level=logging.INFO if verbose else logging.WARNING,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    config_file = config or (Path(os.environ["RLUF_CONFIG"]) if os.environ.get("RLUF_CONFIG") else None)
+    try:
+        ctx.obj = load_settings(config_file)
+    except FileNotFoundError as exc:
+        raise RlufError(f"config file {exc} does not exist") from exc
+
+
+def _register() -> None:
+    from streams.cli import register as register_streams
+
+    register_streams(app)
+
+
+_register()
+
+
+def main() -> None:
+    """Console entry point with one-line errors."""
+    try:
+        app()
+    except RlufError as exc:
+        typer.echo(f"rluf: {exc}", err=True)
+        sys.exit(1)
+    except ValidationError as exc:
+        typer.echo(f"rluf: invalid setting {first_error(exc)}", err=True)
+        sys.exit(2)
+    except KeyboardInterrupt:
+        typer.echo("rluf: interrupted", err=True)
+        sys.exit(130)

@@ -1,0 +1,279 @@
+"""One settings model for the whole pipeline.
+
+Defaults are the embedded set-up (local broker, Delta and Feast under ``./.rluf``, CPU
+training). Every field can be overridden by an ``RLUF_*`` environment variable (nested
+fields with ``__``, e.g. ``RLUF_KAFKA__BOOTSTRAP_SERVERS=host1:9092,host2:9092``) or by a
+YAML file named by ``--config`` / ``RLUF_CONFIG``. Priority: explicit arguments > env >
+YAML > defaults. Only the CLI root builds a ``Settings``; components receive the slice they
+need.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    YamlConfigSettingsSource,
+)
+
+__all__ = [
+    "Settings",
+    "KafkaSettings",
+    "BrokerSettings",
+    "StreamSettings",
+    "FilterSettings",
+    "LakeSettings",
+    "SimulationSettings",
+    "FeatureSettings",
+    "ValidationSettings",
+    "TrainingSettings",
+    "RegistrySettings",
+    "RetrainSettings",
+    "load_settings",
+]
+
+
+class _Slice(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class KafkaSettings(_Slice):
+    """Where the events live. Production: point ``bootstrap_servers`` at the cluster."""
+
+    bootstrap_servers: str = Field("127.0.0.1:9092", description="comma-separated host:port list")
+    responses_topic: str = "rluf.responses"
+    reactions_topic: str = "rluf.reactions"
+    quarantine_topic: str = "rluf.quarantine"
+    partitions: int = Field(4, ge=1, description="partitions for every topic rluf creates")
+    replication_factor: int = Field(1, ge=1, description="3 on a real cluster")
+    consumer_group: str = "rluf-stream"
+    local_profile: bool = Field(
+        True,
+        description="work-arounds for the embedded Tansu broker (short session timeouts, no "
+        "idempotent producer, producer batch size 1 for Faust); switch off on real Kafka",
+    )
+    session_timeout_ms: int = 6000
+    heartbeat_interval_ms: int = 1000
+    security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
+    sasl_mechanism: str | None = None
+    sasl_username: str | None = None
+    sasl_password: SecretStr | None = None
+
+    @property
+    def servers(self) -> list[str]:
+        return [s.strip() for s in self.bootstrap_servers.split(",") if s.strip()]
+
+    @property
+    def data_topics(self) -> tuple[str, str]:
+        return (self.responses_topic, self.reactions_topic)
+
+
+class BrokerSettings(_Slice):
+    """The embedded Kafka-protocol broker (Tansu) run by ``rluf broker start``."""
+
+    host: str = "127.0.0.1"
+    port: int = Field(9092, ge=1, le=65535)
+    storage_url: str = Field("memory://tansu/", description="memory:// or s3://bucket/ (see docs)")
+    start_timeout_s: float = 15.0
+    stop_timeout_s: float = 10.0
+
+
+class StreamSettings(_Slice):
+    """Attribution windows, watermarks and the worker loop."""
+
+    driver: Literal["faust", "batch"] = Field(
+        "faust",
+        description="faust: the faust-streaming app; batch: a plain aiokafka batch consumer "
+        "(same core logic and sink, ~10x the throughput; see docs/streams.md)",
+    )
+    attribution_window_s: float = Field(86_400.0, gt=0, description="event-time window per response")
+    allowed_lateness_s: float = Field(60.0, ge=0, description="watermark = max event time - this")
+    max_lateness_s: float = Field(
+        7 * 86_400.0, ge=0, description="late Loves up to this long after close become corrections"
+    )
+    max_future_skew_s: float = Field(
+        3600.0, ge=0, description="events stamped further ahead of the wall clock are quarantined"
+    )
+    idle_advance: bool = Field(True, description="advance the watermark by wall-clock time while quiet")
+    tick_interval_s: float = Field(1.0, gt=0)
+    batch_size: int = Field(2000, ge=1, description="events per batch handed to the core")
+    land_max_rows: int = Field(20_000, ge=1, description="land (one Delta commit per table) at this many rows")
+    land_interval_s: float = Field(0.5, gt=0, description="... or when the oldest pending row is this old")
+    batch_timeout_s: float = Field(0.5, gt=0, description="max wait to fill a batch")
+    stats_interval_s: float = Field(2.0, gt=0, description="how often the metrics file is rewritten")
+
+
+class FilterSettings(_Slice):
+    """Adversarial-user filtering: each rule can be switched off or tuned."""
+
+    owner_only: bool = True
+    rate_enabled: bool = True
+    rate_capacity: float = Field(10.0, gt=0, description="token bucket size, reactions")
+    rate_per_s: float = Field(0.05, gt=0, description="bucket refill, reactions per second")
+    too_fast_enabled: bool = True
+    ms_per_char: float = Field(8.0, ge=0, description="minimum reading time per response character")
+    min_read_ms: float = Field(300.0, ge=0, description="minimum reading time for any answer")
+    daily_cap_enabled: bool = True
+    daily_cap: int = Field(100, ge=1, description="reactions per user per UTC day")
+    coordination_enabled: bool = True
+    burst_users: int = Field(5, ge=2, description="distinct users Loving the same answer ...")
+    burst_window_s: float = Field(30.0, gt=0, description="... within this many seconds")
+    low_info_enabled: bool = True
+    low_info_min_events: int = Field(20, ge=1, description="closed windows before judging a user")
+    low_info_love_rate: float = Field(0.8, gt=0, le=1, description="Love rate above which a user is constant")
+    low_info_weight: float = Field(0.1, ge=0, le=1, description="weight of a constant user's triples")
+
+
+class LakeSettings(_Slice):
+    """Delta tables. ``root`` may be a local path or an object-store URI (s3://, gs://)."""
+
+    root: str | None = Field(None, description="default: <data_home>/lake")
+    storage_options: dict[str, str] = Field(default_factory=dict)
+    target_file_rows: int = Field(1_000_000, ge=1)
+
+
+class SimulationSettings(_Slice):
+    """`rluf simulate`: synthetic traffic with ground truth."""
+
+    users: int = Field(400, ge=1)
+    responses: int = Field(20_000, ge=1)
+    love_rate: float = Field(0.01, ge=0, le=1)
+    other_reaction_rate: float = Field(0.03, ge=0, le=1)
+    unreact_rate: float = Field(0.1, ge=0, le=1, description="share of Loves later removed")
+    late_love_rate: float = Field(0.02, ge=0, le=1, description="share of Loves arriving after close")
+    duplicate_rate: float = Field(0.005, ge=0, le=1)
+    malformed_rate: float = Field(0.002, ge=0, le=1)
+    bots: int = Field(4, ge=0)
+    coordinated_groups: int = Field(2, ge=0)
+    group_size: int = Field(8, ge=2)
+    trolls: int = Field(4, ge=0, description="users reacting to other users' answers")
+    constant_lovers: int = Field(3, ge=0)
+    days: float = Field(3.0, gt=0)
+    seed: int = 7
+    start: str = "2026-11-01T00:00:00+00:00"
+
+
+class FeatureSettings(_Slice):
+    """Feast repository and online store."""
+
+    repo_dir: str | None = Field(None, description="default: <data_home>/feature_repo")
+    project: str = "rluf"
+    online_store: Literal["sqlite", "redis"] = "sqlite"
+    redis_connection_string: str = "127.0.0.1:6379"
+    reputation_cache_s: float = Field(60.0, ge=0)
+
+
+class ValidationSettings(_Slice):
+    """Great Expectations gates."""
+
+    reports_dir: str = "reports"
+    love_rate_min: float = Field(0.0005, ge=0, le=1)
+    love_rate_max: float = Field(0.6, ge=0, le=1)
+    max_user_label_share: float = Field(0.2, gt=0, le=1)
+    max_quarantine_rate: float = Field(0.2, ge=0, le=1)
+    freshness_days: float = Field(36_500.0, gt=0)
+
+
+class TrainingSettings(_Slice):
+    """P[Love] reward model training."""
+
+    backbone: str | None = Field(None, description="local HF checkpoint; default: the bundled MiniLM-L6")
+    max_length: int = Field(128, ge=8)
+    batch_size: int = Field(16, ge=1)
+    epochs: float = Field(1.0, gt=0)
+    lr: float = Field(5e-5, gt=0)
+    positive_rate: float = Field(0.10, gt=0, lt=1, description="upsample positives to this rate")
+    zero_stage: int = Field(1, ge=0, le=3)
+    deepspeed_config: str = "training/deepspeed/zero1.json"
+    seed: int = 13
+
+
+class RegistrySettings(_Slice):
+    """MLflow model registry."""
+
+    tracking_uri: str | None = Field(None, description="default: sqlite under <data_home>/mlflow")
+    model_name: str = "plove"
+
+
+class RetrainSettings(_Slice):
+    """Periodic retraining thresholds and promotion gates."""
+
+    min_new_triples: int = Field(1000, ge=1)
+    max_age_s: float = Field(86_400.0, gt=0)
+    promote_margin: float = Field(0.005, ge=0, description="AUROC the new model must gain")
+    max_ece: float = Field(0.05, gt=0)
+    interval_s: float = Field(3600.0, gt=0)
+
+
+class Settings(BaseSettings):
+    """Everything rluf can be told. Build once (CLI root) and pass slices down."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="RLUF_", env_nested_delimiter="__", frozen=True, extra="forbid"
+    )
+
+    data_home: Path = Field(Path(".rluf"), description="local state: broker, lake, features, models")
+    kafka: KafkaSettings = KafkaSettings()
+    broker: BrokerSettings = BrokerSettings()
+    stream: StreamSettings = StreamSettings()
+    filters: FilterSettings = FilterSettings()
+    lake: LakeSettings = LakeSettings()
+    simulation: SimulationSettings = SimulationSettings()
+    features: FeatureSettings = FeatureSettings()
+    validation: ValidationSettings = ValidationSettings()
+    training: TrainingSettings = TrainingSettings()
+    registry: RegistrySettings = RegistrySettings()
+    retrain: RetrainSettings = RetrainSettings()
+
+    @model_validator(mode="after")
+    def _windows_consistent(self) -> Settings:
+        if self.stream.max_lateness_s < self.stream.allowed_lateness_s:
+            raise ValueError("stream.max_lateness_s must be >= stream.allowed_lateness_s")
+        return self
+
+    @property
+    def lake_root(self) -> str:
+        return self.lake.root or str(self.data_home / "lake")
+
+    @property
+    def feature_repo_dir(self) -> Path:
+        return Path(self.features.repo_dir) if self.features.repo_dir else self.data_home / "feature_repo"
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        yaml_file = settings_cls.model_config.get("yaml_file")
+        if yaml_file:
+            sources.append(YamlConfigSettingsSource(settings_cls))
+        return tuple(sources)
+
+
+def load_settings(config_file: Path | None = None, **overrides: Any) -> Settings:
+    """Build the settings from defaults, an optional YAML file, ``RLUF_*`` env and overrides.
+
+    Raises:
+        FileNotFoundError: the YAML file named does not exist.
+        pydantic.ValidationError: a setting has a bad value (the CLI prints it on one line).
+    """
+    if config_file is None:
+        return Settings(**overrides)
+    if not config_file.is_file():
+        raise FileNotFoundError(str(config_file))
+    bound = type(
+        "Settings",
+        (Settings,),
+        {"model_config": SettingsConfigDict(**{**Settings.model_config, "yaml_file": config_file})},
+    )
+    return bound(**overrides)

@@ -1,0 +1,540 @@
+"""The attribution core: events in, triples / corrections / quarantine out (pure).
+
+One ``AttributionEngine`` holds the open attribution windows (keyed by response_id), the
+reactions that arrived before their response, the recently closed responses (to attribute
+late reactions) and the filter state. Drivers (the Faust app, the batch consumer, the Beam
+backfill, tests) only feed it records and hand its ``Landing`` to a sink; every rule lives
+here or in ``parsing``/``labeling``/``filtering``/``windowing``.
+
+Crash safety: every record whose information is still needed (an open response, its
+accepted reactions, a reaction waiting for its response) is *held*. ``checkpoint()`` gives,
+per topic-partition, the offset of the oldest held record (or the next offset when none
+is held): a restarted worker seeks there and rebuilds the open windows by replaying.
+Records in that replay region whose effect already landed are recognised through the
+closed responses read back from the lake (their response and reaction sources) and skipped.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter, deque
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Literal
+
+from rluf.ports import LandedTriple, RestoredState
+from rluf.records import InputRecord, Landing, TopicPartition
+from rluf.schemas import (
+    LabelCorrection,
+    QuarantineReason,
+    QuarantineRecord,
+    ReactionEvent,
+    ResponseEvent,
+    Triple,
+    build_unchecked,
+)
+from rluf.settings import FilterSettings, StreamSettings
+from streams.filtering import LowInformationTracker, ReactionFacts, ReactionFilter, answer_fingerprint
+from streams.labeling import LOVE, ReactionLedger, label_of
+from streams.parsing import ParseFailure, parse_event, payload_text
+from streams.windowing import Watermark, WindowQueue
+
+__all__ = ["AttributionEngine", "EngineStats"]
+
+logger = logging.getLogger(__name__)
+
+_HOUSEKEEPING_EVERY = 20_000  # events between scans that bound filter memory
+
+
+def _dt(ts: float) -> datetime:
+    return datetime.fromtimestamp(ts, tz=UTC)
+
+
+@dataclass(slots=True)
+class _Reaction:
+    event: ReactionEvent
+    record: InputRecord
+    ts: float
+
+
+@dataclass(slots=True)
+class _Open:
+    event: ResponseEvent
+    record: InputRecord
+    ts: float
+    end: float
+    chars: int
+    _fingerprint: str | None = None
+    ledger: ReactionLedger = field(default_factory=ReactionLedger)
+    accepted: dict[str, _Reaction] = field(default_factory=dict)
+    overflow: list[_Reaction] = field(default_factory=list)
+
+    @property
+    def fingerprint(self) -> str:
+        """Hash of the answer text, computed on the first Love (most answers never get one)."""
+        if self._fingerprint is None:
+            self._fingerprint = answer_fingerprint(self.event.response)
+        return self._fingerprint
+
+
+@dataclass(slots=True)
+class _Closed:
+    response_id: str
+    event_id: str
+    user_id: str
+    ts: float
+    closed_at: float
+    label: int
+    source: str
+    reaction_sources: frozenset[str]
+    chars: int
+
+
+class _HeldOffsets:
+    """Offsets of one topic-partition still needed in memory; the oldest is the resume point.
+
+    Records of one partition arrive in offset order, so a deque plus lazy deletion gives the
+    minimum in amortised O(1).
+    """
+
+    __slots__ = ("_order", "_released", "next")
+
+    def __init__(self) -> None:
+        self._order: deque[int] = deque()
+        self._released: set[int] = set()
+        self.next: int = 0
+
+    def seen(self, offset: int) -> None:
+        if offset + 1 > self.next:
+            self.next = offset + 1
+
+    def hold(self, offset: int) -> None:
+        self._order.append(offset)
+
+    def release(self, offset: int) -> None:
+        self._released.add(offset)
+
+    def safe(self) -> int:
+        order, released = self._order, self._released
+        while order and order[0] in released:
+            released.discard(order.popleft())
+        return order[0] if order else self.next
+
+
+@dataclass(slots=True)
+class EngineStats:
+    """Counters for `rluf stream stats`; plain numbers, cheap to copy."""
+
+    events_in: int = 0
+    responses: int = 0
+    reactions: int = 0
+    triples_out: int = 0
+    corrections_out: int = 0
+    downweighted: int = 0
+    replayed_skipped: int = 0
+    below_checkpoint_skipped: int = 0
+    quarantined: Counter[str] = field(default_factory=Counter)
+
+    def as_dict(self) -> dict[str, object]:
+        return {
+            "events_in": self.events_in,
+            "responses": self.responses,
+            "reactions": self.reactions,
+            "triples_out": self.triples_out,
+            "corrections_out": self.corrections_out,
+            "downweighted": self.downweighted,
+            "replayed_skipped": self.replayed_skipped,
+            "below_checkpoint_skipped": self.below_checkpoint_skipped,
+            "quarantined": dict(self.quarantined),
+            "quarantined_total": sum(self.quarantined.values()),
+        }
+
+
+class AttributionEngine:
+    """Joins reactions to responses in event-time windows and labels them.
+
+    Args:
+        stream: Window, lateness and watermark settings.
+        filters: Adversarial-filter settings.
+        restored: What the lake says already landed (worker restart); None for a fresh start.
+    """
+
+    def __init__(
+        self, stream: StreamSettings, filters: FilterSettings, restored: RestoredState | None = None
+    ) -> None:
+        self._cfg = stream
+        self._watermark = Watermark(stream.allowed_lateness_s, stream.idle_advance)
+        self._filter = ReactionFilter(filters)
+        self._low_info = LowInformationTracker(
+            filters.low_info_min_events, filters.low_info_love_rate, filters.low_info_weight,
+            enabled=filters.low_info_enabled,
+        )
+        self._open: dict[str, _Open] = {}
+        self._windows = WindowQueue()
+        self._orphans: dict[str, list[_Reaction]] = {}
+        self._orphan_deadlines = WindowQueue()
+        self._orphan_owner: dict[str, str] = {}  # orphan event_id -> response_id
+        self._closed: dict[str, _Closed] = {}
+        self._closed_expiry = WindowQueue()
+        self._seen_reactions: dict[str, str] = {}  # event_id -> source, for duplicates
+        self._seen_expiry: deque[tuple[float, str]] = deque()
+        self._accepted_in: dict[str, str] = {}  # accepted reaction event_id -> response_id
+        self._held: dict[TopicPartition, _HeldOffsets] = {}
+        self._skip_below: dict[TopicPartition, int] = {}
+        self._since_housekeeping = 0
+        self._last_close_at: float | None = None
+        self.stats = EngineStats()
+        if restored is not None:
+            self._restore(restored)
+
+    # ------------------------------------------------------------------ public API
+
+    @property
+    def watermark(self) -> float | None:
+        return self._watermark.value
+
+    @property
+    def open_windows(self) -> int:
+        return len(self._open)
+
+    @property
+    def held_orphans(self) -> int:
+        return len(self._orphan_owner)
+
+    def checkpoint(self) -> dict[TopicPartition, int]:
+        """Per topic-partition offset to resume from after a crash (oldest held record)."""
+        return {tp: held.safe() for tp, held in self._held.items()}
+
+    def positions(self) -> dict[TopicPartition, int]:
+        """Per topic-partition next offset to process (everything below has been seen)."""
+        return {tp: held.next for tp, held in self._held.items()}
+
+    def process(self, records: Iterable[InputRecord], wall_now: float) -> Landing:
+        """Feed records in arrival order; windows close as the watermark passes them.
+
+        Args:
+            records: Raw messages with their source positions.
+            wall_now: Wall-clock time in epoch seconds (idle advance, quarantine stamps).
+        """
+        out = Landing()
+        for record in records:
+            self._one(record, wall_now, out)
+        self._housekeeping(wall_now)
+        return out
+
+    def tick(self, wall_now: float) -> Landing:
+        """Processing-time timer: advance an idle watermark and close what it passes."""
+        out = Landing()
+        self._watermark.tick(wall_now)
+        self._close_due(wall_now, out)
+        self._housekeeping(wall_now, force=True)
+        return out
+
+    def flush(self, wall_now: float) -> Landing:
+        """Close every open window now and give up on reactions still waiting for a response."""
+        out = Landing()
+        self._watermark.tick(wall_now)
+        for rid in self._windows.pop_all():
+            self._close(self._open.pop(rid), "flush", wall_now, out)
+        for eid in self._orphan_deadlines.pop_all():
+            self._expire_orphan(eid, wall_now, out)
+        return out
+
+    # ------------------------------------------------------------------ restart
+
+    def _restore(self, restored: RestoredState) -> None:
+        self._skip_below = dict(restored.checkpoint)
+        for tp, offset in restored.checkpoint.items():
+            held = self._held[tp] = _HeldOffsets()
+            held.next = offset
+        for landed in restored.closed:
+            self._remember_closed(_closed_from_landed(landed))
+        self._low_info.seed(restored.user_windows)
+
+    # ------------------------------------------------------------------ per record
+
+    def _one(self, record: InputRecord, wall_now: float, out: Landing) -> None:
+        source = record.source
+        tp = source.tp
+        skip = self._skip_below.get(tp)
+        if skip is not None and source.offset < skip:
+            self.stats.below_checkpoint_skipped += 1
+            return
+        held = self._held.get(tp)
+        if held is None:
+            held = self._held[tp] = _HeldOffsets()
+        held.seen(source.offset)
+        self.stats.events_in += 1
+
+        event = parse_event(record.value)
+        if isinstance(event, ParseFailure):
+            self._quarantine(out, record, event.reason, event.detail, wall_now)
+            return
+        ts = event.ts.timestamp()
+        if ts > wall_now + self._cfg.max_future_skew_s:
+            self._quarantine(
+                out, record, "future_timestamp",
+                f"ts: {event.ts.isoformat()} is {ts - wall_now:.0f} s ahead of the clock", wall_now, event,
+            )
+            return
+        if isinstance(event, ResponseEvent):
+            self.stats.responses += 1
+            self._on_response(event, record, ts, wall_now, out)
+        else:
+            self.stats.reactions += 1
+            self._on_reaction(event, record, ts, wall_now, out)
+        self._since_housekeeping += 1
+
+    def _on_response(self, event: ResponseEvent, record: InputRecord, ts: float, wall_now: float,
+                     out: Landing) -> None:
+        rid = event.response_id
+        other = self._open.get(rid)
+        closed = self._closed.get(rid) if other is None else None
+        if other is not None or closed is not None:
+            if closed is not None and closed.source == str(record.source):
+                self.stats.replayed_skipped += 1  # replay of a response whose triple landed
+                return
+            first_event = other.event.event_id if other is not None else closed.event_id  # type: ignore[union-attr]
+            if first_event == event.event_id:
+                self._quarantine(out, record, "duplicate_event", f"event_id: {event.event_id} seen before",
+                                 wall_now, event)
+            else:
+                self._quarantine(out, record, "duplicate_response",
+                                 f"response_id: {rid} already has event {first_event}", wall_now, event)
+            return
+        self._watermark.observe(ts, wall_now)
+        end = ts + self._cfg.attribution_window_s
+        window = _Open(event=event, record=record, ts=ts, end=end, chars=len(event.response))
+        self._open[rid] = window
+        self._held[record.source.tp].hold(record.source.offset)
+        self._windows.push(rid, end)
+        self._due_now(end)
+        for waiting in self._orphans.pop(rid, ()):
+            self._orphan_deadlines.discard(waiting.event.event_id)
+            del self._orphan_owner[waiting.event.event_id]
+            self._attach(window, waiting, wall_now, out, already_held=True)
+        self._close_due(wall_now, out)
+
+    def _on_reaction(self, event: ReactionEvent, record: InputRecord, ts: float, wall_now: float,
+                     out: Landing) -> None:
+        eid = event.event_id
+        rid = event.response_id
+        closed = self._closed.get(rid)
+        if closed is not None and str(record.source) in closed.reaction_sources:
+            self.stats.replayed_skipped += 1  # replay of a reaction already counted in a landed triple
+            return
+        if eid in self._seen_reactions:
+            self._quarantine(out, record, "duplicate_event", f"event_id: {eid} seen before", wall_now, event)
+            return
+        self._seen_reactions[eid] = str(record.source)
+        self._seen_expiry.append((ts + self._cfg.attribution_window_s + self._cfg.max_lateness_s, eid))
+        self._watermark.observe(ts, wall_now)
+        reaction = _Reaction(event=event, record=record, ts=ts)
+        window = self._open.get(rid)
+        if window is not None:
+            if ts > window.end:  # outside the attribution window: judged as late once it closes
+                window.overflow.append(reaction)
+                self._held[record.source.tp].hold(record.source.offset)
+            else:
+                self._attach(window, reaction, wall_now, out, already_held=False)
+        elif closed is not None:
+            self._late(closed, reaction, wall_now, out)
+        else:  # before its response: hold until the response arrives or cannot anymore
+            self._orphans.setdefault(rid, []).append(reaction)
+            self._orphan_owner[eid] = rid
+            self._orphan_deadlines.push(eid, ts + self._cfg.attribution_window_s)
+            self._due_now(ts + self._cfg.attribution_window_s)
+            self._held[record.source.tp].hold(record.source.offset)
+        self._close_due(wall_now, out)
+
+    # ------------------------------------------------------------------ joining
+
+    def _facts(self, r: _Reaction, owner: str, response_ts: float, chars: int, window: _Open | None
+               ) -> ReactionFacts:
+        e = r.event
+        fingerprint = window.fingerprint if window is not None and e.reaction == LOVE else None
+        return ReactionFacts(event_id=e.event_id, user_id=e.user_id, kind=e.reaction, action=e.action,
+                             ts=r.ts, owner_id=owner, response_ts=response_ts, response_chars=chars,
+                             fingerprint=fingerprint)
+
+    def _attach(self, window: _Open, r: _Reaction, wall_now: float, out: Landing, *, already_held: bool) -> None:
+        verdict, retro = self._filter.check(
+            self._facts(r, window.event.user_id, window.ts, window.chars, window))
+        for eid in retro:
+            self._retract(eid, wall_now, out)
+        source = r.record.source
+        if verdict is not None:
+            if already_held:
+                self._held[source.tp].release(source.offset)
+            self._quarantine(out, r.record, verdict, self._reason_detail(verdict, r, window), wall_now, r.event)
+            return
+        e = r.event
+        window.ledger.apply(e.user_id, e.reaction, e.action, r.ts, str(source), e.event_id)
+        window.accepted[e.event_id] = r
+        self._accepted_in[e.event_id] = e.response_id
+        if not already_held:
+            self._held[source.tp].hold(source.offset)
+
+    def _retract(self, event_id: str, wall_now: float, out: Landing) -> None:
+        """Quarantine an already accepted reaction that a later burst proved coordinated."""
+        rid = self._accepted_in.pop(event_id, None)
+        window = self._open.get(rid) if rid is not None else None
+        if window is None:
+            return  # its window closed already: the label stands (counted as a miss)
+        r = window.accepted.pop(event_id)
+        window.ledger.retract(event_id)
+        self._held[r.record.source.tp].release(r.record.source.offset)
+        self._quarantine(out, r.record, "coordinated", "part of a burst of Loves on the same answer text",
+                         wall_now, r.event)
+
+    def _reason_detail(self, reason: QuarantineReason, r: _Reaction, window: _Open | None) -> str:
+        user = r.event.user_id
+        if reason == "not_owner" and window is not None:
+            return f"user_id: {user} is not the conversation owner {window.event.user_id}"
+        if reason == "too_fast" and window is not None:
+            return f"ts: reacted {r.ts - window.ts:.2f} s after a {window.chars}-char answer"
+        if reason == "coordinated":
+            return "part of a burst of Loves on the same answer text"
+        return f"user_id: {user} exceeded the {reason.replace('_', ' ')}"
+
+    # ------------------------------------------------------------------ closing
+
+    def _due_now(self, deadline: float) -> None:
+        """A deadline already behind the watermark (a late event) must not wait for it to move."""
+        if self._last_close_at is not None and deadline <= self._last_close_at:
+            self._last_close_at = None
+
+    def _close_due(self, wall_now: float, out: Landing) -> None:
+        wm = self._watermark.value
+        if wm is None or wm == self._last_close_at:
+            return
+        self._last_close_at = wm
+        for rid in self._windows.pop_due(wm):
+            self._close(self._open.pop(rid), "watermark", wall_now, out)
+        for eid in self._orphan_deadlines.pop_due(wm):
+            self._expire_orphan(eid, wall_now, out)
+        for rid in self._closed_expiry.pop_due(wm):
+            self._closed.pop(rid, None)
+        seen = self._seen_expiry
+        while seen and seen[0][0] <= wm:
+            self._seen_reactions.pop(seen.popleft()[1], None)
+
+    def _close(self, window: _Open, reason: Literal["watermark", "flush"], wall_now: float, out: Landing) -> None:
+        e = window.event
+        if reason == "watermark":
+            closed_at = window.end
+        else:
+            wm = self._watermark.value
+            closed_at = max(window.ts, min(window.end, wm if wm is not None else window.ts))
+        label = label_of(window.ledger, e.user_id)
+        self._low_info.record(e.user_id, label)
+        weight = self._low_info.weight_for(e.user_id)
+        if weight < 1.0:
+            self.stats.downweighted += 1
+        reaction_sources = [str(r.record.source) for r in window.accepted.values()]
+        out.triples.append(build_unchecked(Triple, {
+            "response_id": e.response_id, "event_id": e.event_id, "conversation_id": e.conversation_id,
+            "user_id": e.user_id, "context": e.context, "response": e.response,
+            "policy_version": e.policy_version, "ts": e.ts, "label": label,
+            "reactions": window.ledger.summary(), "window_closed_at": _dt(closed_at), "close_reason": reason,
+            "weight": weight, "source_topic": window.record.source.topic,
+            "source_partition": window.record.source.partition, "source_offset": window.record.source.offset,
+            "reaction_sources": reaction_sources, "extra": e.extra,
+        }))
+        self.stats.triples_out += 1
+        src = window.record.source
+        self._held[src.tp].release(src.offset)
+        for r in window.accepted.values():
+            self._held[r.record.source.tp].release(r.record.source.offset)
+            self._accepted_in.pop(r.event.event_id, None)
+        closed = _Closed(response_id=e.response_id, event_id=e.event_id, user_id=e.user_id, ts=window.ts,
+                         closed_at=closed_at, label=label, source=str(src),
+                         reaction_sources=frozenset(reaction_sources), chars=window.chars)
+        self._remember_closed(closed)
+        for r in window.overflow:
+            self._held[r.record.source.tp].release(r.record.source.offset)
+            self._late(closed, r, wall_now, out)
+
+    def _remember_closed(self, closed: _Closed) -> None:
+        self._closed[closed.response_id] = closed
+        self._closed_expiry.push(closed.response_id, closed.closed_at + self._cfg.max_lateness_s)
+
+    def _late(self, closed: _Closed, r: _Reaction, wall_now: float, out: Landing) -> None:
+        """A reaction to a response whose triple landed: a label correction or a reject."""
+        verdict, _ = self._filter.check(self._facts(r, closed.user_id, closed.ts, closed.chars, None))
+        if verdict is not None:
+            self._quarantine(out, r.record, verdict, self._reason_detail(verdict, r, None), wall_now, r.event)
+            return
+        e = r.event
+        lateness = r.ts - closed.closed_at
+        if lateness > self._cfg.max_lateness_s:
+            self._quarantine(out, r.record, "beyond_max_lateness",
+                             f"ts: {lateness:.0f} s after the window closed (max {self._cfg.max_lateness_s:.0f})",
+                             wall_now, e)
+            return
+        if e.reaction != LOVE:
+            self._quarantine(out, r.record, "late_reaction",
+                             f"reaction: a late {e.reaction} cannot change the label", wall_now, e)
+            return
+        new_label = 1 if e.action == "add" else 0
+        if new_label == closed.label:
+            self._quarantine(out, r.record, "late_reaction",
+                             f"action: late love {e.action} leaves the label at {new_label}", wall_now, e)
+            return
+        src = r.record.source
+        out.corrections.append(LabelCorrection.model_construct(
+            correction_id=f"{src}", response_id=closed.response_id, user_id=e.user_id,
+            reaction_event_id=e.event_id, action=e.action, old_label=closed.label, new_label=new_label,
+            reaction_ts=e.ts, window_closed_at=_dt(closed.closed_at), lateness_s=lateness,
+            source_topic=src.topic, source_partition=src.partition, source_offset=src.offset,
+        ))
+        closed.label = new_label
+        closed.reaction_sources = closed.reaction_sources | {str(src)}  # a replay recognises it
+        self.stats.corrections_out += 1
+
+    def _expire_orphan(self, event_id: str, wall_now: float, out: Landing) -> None:
+        rid = self._orphan_owner.pop(event_id)
+        waiting = self._orphans.get(rid, [])
+        for i, r in enumerate(waiting):
+            if r.event.event_id == event_id:
+                del waiting[i]
+                break
+        else:  # pragma: no cover - the maps are kept in step
+            raise AssertionError(f"orphan {event_id} not found")
+        if not waiting:
+            self._orphans.pop(rid, None)
+        self._held[r.record.source.tp].release(r.record.source.offset)
+        self._quarantine(out, r.record, "unknown_response",
+                         f"response_id: {rid} never arrived within the attribution window", wall_now, r.event)
+
+    # ------------------------------------------------------------------ helpers
+
+    def _quarantine(self, out: Landing, record: InputRecord, reason: QuarantineReason, detail: str, wall_now: float,
+                    event: ResponseEvent | ReactionEvent | None = None) -> None:
+        self.stats.quarantined[reason] += 1
+        src = record.source
+        out.quarantine.append(QuarantineRecord.model_construct(
+            quarantine_id=str(src), reason=reason, detail=detail, raw=payload_text(record.value),
+            event_type=event.type if event is not None else None,
+            event_id=event.event_id if event is not None else None,
+            response_id=event.response_id if event is not None else None,
+            user_id=event.user_id if event is not None else None,
+            event_ts=event.ts if event is not None else None,
+            quarantined_at=_dt(wall_now), source_topic=src.topic, source_partition=src.partition,
+            source_offset=src.offset,
+        ))
+
+    def _housekeeping(self, wall_now: float, *, force: bool = False) -> None:
+        if not force and self._since_housekeeping < _HOUSEKEEPING_EVERY:
+            return
+        self._since_housekeeping = 0
+        wm = self._watermark.value
+        if wm is not None:
+            self._filter.forget_before(wm)
+
+
+def _closed_from_landed(t: LandedTriple) -> _Closed:
+    return _Closed(response_id=t.response_id, event_id=t.event_id, user_id=t.user_id, ts=t.ts,
+                   closed_at=t.window_closed_at, label=t.label, source=t.source,
+                   reaction_sources=t.reaction_sources, chars=t.response_chars)

@@ -1,0 +1,202 @@
+"""Adversarial-user filtering (pure; shared by the stream worker and the Beam backfill).
+
+Each rule answers one question about a reaction with event time only (never the wall
+clock), so a replay or a backfill reaches the same verdicts as the live stream:
+
+* ``not_owner``   -- the reacting user does not own the conversation (only the owner saw it);
+* ``too_fast``    -- added faster than a human could read the answer;
+* ``rate_limited``-- the user's token bucket is empty (bursts of reactions);
+* ``daily_cap``   -- the user already reacted ``daily_cap`` times this UTC day;
+* ``coordinated`` -- many distinct users Love the same answer text within seconds;
+* low information -- a user who Loves nearly everything is not quarantined, but the
+  triples of that user get a small weight (their Love carries little information).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections import deque
+from dataclasses import dataclass, field
+
+from rluf.schemas import QuarantineReason
+from rluf.settings import FilterSettings
+
+__all__ = [
+    "ReactionFacts",
+    "ReactionFilter",
+    "TokenBucket",
+    "CoordinationDetector",
+    "LowInformationTracker",
+    "answer_fingerprint",
+    "min_read_seconds",
+]
+
+_DAY_S = 86_400
+
+
+def answer_fingerprint(text: str) -> str:
+    """A short hash of the normalised answer text: the same planted answer, the same key."""
+    normal = " ".join(text.lower().split())
+    return hashlib.blake2b(normal.encode("utf-8"), digest_size=8).hexdigest()
+
+
+def min_read_seconds(response_chars: int, cfg: FilterSettings) -> float:
+    """Shortest believable time between seeing an answer and reacting to it."""
+    return max(cfg.min_read_ms, cfg.ms_per_char * response_chars) / 1000.0
+
+
+@dataclass(frozen=True, slots=True)
+class ReactionFacts:
+    """What the filter needs to know about one reaction and the response it targets."""
+
+    event_id: str
+    user_id: str
+    kind: str
+    action: str
+    ts: float
+    owner_id: str
+    response_ts: float
+    response_chars: int
+    fingerprint: str | None  # None when the response text is no longer known (closed window)
+
+
+@dataclass(slots=True)
+class TokenBucket:
+    """Classic token bucket refilled in event time; out-of-order events do not refill."""
+
+    capacity: float
+    rate_per_s: float
+    tokens: float
+    last_ts: float
+
+    def take(self, ts: float) -> bool:
+        if ts > self.last_ts:
+            self.tokens = min(self.capacity, self.tokens + (ts - self.last_ts) * self.rate_per_s)
+            self.last_ts = ts
+        if self.tokens >= 1.0:
+            self.tokens -= 1.0
+            return True
+        return False
+
+
+@dataclass(slots=True)
+class CoordinationDetector:
+    """Flags bursts of distinct users Loving the same answer text.
+
+    When a burst reaches ``burst_users``, every member seen so far within the burst window
+    is reported (so the caller can retract the earlier ones), and later members are
+    flagged on arrival.
+    """
+
+    burst_users: int
+    burst_window_s: float
+    _recent: dict[str, deque[tuple[float, str, str]]] = field(default_factory=dict)
+    _flagged: set[str] = field(default_factory=set)
+
+    def observe(self, fingerprint: str, ts: float, user_id: str, event_id: str) -> list[str]:
+        """Record a Love; return the event ids to quarantine as coordinated (maybe empty)."""
+        recent = self._recent.setdefault(fingerprint, deque())
+        recent.append((ts, user_id, event_id))
+        newest = max(t for t, _, _ in recent)
+        while recent and recent[0][0] < newest - self.burst_window_s:
+            recent.popleft()
+        in_window = [(t, u, e) for t, u, e in recent if abs(t - ts) <= self.burst_window_s]
+        users = {u for _, u, _ in in_window}
+        if len(users) < self.burst_users:
+            return []
+        fresh = [e for _, _, e in in_window if e not in self._flagged]
+        self._flagged.update(fresh)
+        return fresh
+
+    def forget_before(self, ts: float) -> None:
+        """Drop state older than ``ts`` (event time) to bound memory."""
+        for key in [k for k, q in self._recent.items() if not q or q[-1][0] < ts]:
+            del self._recent[key]
+        if len(self._flagged) > 100_000:
+            self._flagged.clear()
+
+
+@dataclass(slots=True)
+class LowInformationTracker:
+    """Per-user closed-window and Love counts; constant Lovers get a small weight."""
+
+    min_events: int
+    love_rate: float
+    weight: float
+    enabled: bool = True
+    _counts: dict[str, list[int]] = field(default_factory=dict)
+
+    def seed(self, user_windows: dict[str, tuple[int, int]]) -> None:
+        """Start from counts read back from the lake (worker restart)."""
+        for user, (closed, loves) in user_windows.items():
+            self._counts[user] = [closed, loves]
+
+    def record(self, user_id: str, label: int) -> None:
+        c = self._counts.setdefault(user_id, [0, 0])
+        c[0] += 1
+        c[1] += label
+
+    def weight_for(self, user_id: str) -> float:
+        """1.0 unless the user's Love rate over enough windows is near constant."""
+        if not self.enabled:
+            return 1.0
+        c = self._counts.get(user_id)
+        if c is None or c[0] < self.min_events:
+            return 1.0
+        return self.weight if c[1] / c[0] >= self.love_rate else 1.0
+
+
+@dataclass(slots=True)
+class ReactionFilter:
+    """All quarantine rules for reactions, in a fixed order, with their state."""
+
+    cfg: FilterSettings
+    _buckets: dict[str, TokenBucket] = field(default_factory=dict)
+    _daily: dict[tuple[str, int], int] = field(default_factory=dict)
+    coordination: CoordinationDetector = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.coordination = CoordinationDetector(self.cfg.burst_users, self.cfg.burst_window_s)
+
+    def check(self, r: ReactionFacts) -> tuple[QuarantineReason | None, list[str]]:
+        """Judge one reaction.
+
+        Returns:
+            The quarantine reason (None = accepted) and the event ids of EARLIER reactions
+            that this one proves to be part of a coordinated burst.
+        """
+        cfg = self.cfg
+        is_love_add = r.kind == "love" and r.action == "add"
+        if cfg.coordination_enabled and is_love_add and r.fingerprint is not None:
+            burst = self.coordination.observe(r.fingerprint, r.ts, r.user_id, r.event_id)
+            if r.event_id in burst:
+                return "coordinated", [e for e in burst if e != r.event_id]
+        if cfg.owner_only and r.user_id != r.owner_id:
+            return "not_owner", []
+        if (
+            cfg.too_fast_enabled
+            and r.action == "add"
+            and r.ts - r.response_ts < min_read_seconds(r.response_chars, cfg)
+        ):
+            return "too_fast", []
+        if cfg.rate_enabled:
+            bucket = self._buckets.get(r.user_id)
+            if bucket is None:
+                bucket = TokenBucket(cfg.rate_capacity, cfg.rate_per_s, tokens=cfg.rate_capacity, last_ts=r.ts)
+                self._buckets[r.user_id] = bucket
+            if not bucket.take(r.ts):
+                return "rate_limited", []
+        if cfg.daily_cap_enabled:
+            day = (r.user_id, int(r.ts // _DAY_S))
+            used = self._daily.get(day, 0)
+            if used >= cfg.daily_cap:
+                return "daily_cap", []
+            self._daily[day] = used + 1
+        return None, []
+
+    def forget_before(self, ts: float) -> None:
+        """Bound memory: drop day counters and bursts older than ``ts`` (event time)."""
+        oldest_day = int(ts // _DAY_S) - 1
+        for key in [k for k in self._daily if k[1] < oldest_day]:
+            del self._daily[key]
+        self.coordination.forget_before(ts - self.cfg.burst_window_s)

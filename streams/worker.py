@@ -1,0 +1,70 @@
+"""Assemble a stream worker from settings: topics, sink, publisher, loop, driver.
+
+This is the one place that knows which adapters make up the production worker, so the
+CLI, the benchmark and the integration tests start exactly the same thing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Literal
+
+from features.delta_sink import DeltaLandingSink
+from rluf.settings import Settings
+from streams.batch_worker import RunOutcome, run_batch_worker
+from streams.ingest_loop import IngestLoop, tune_gc_for_streaming
+from streams.kafka_admin import ensure_topics, wait_for_kafka
+from streams.kafka_producer import EventPublisher
+from streams.metrics import IngestMetrics
+
+__all__ = ["QuarantineMirror", "metrics_path", "run_stream"]
+
+logger = logging.getLogger(__name__)
+
+
+class QuarantineMirror:
+    """Mirrors landed quarantine rows to the quarantine topic before offsets are acknowledged."""
+
+    def __init__(self, publisher: EventPublisher) -> None:
+        self._publisher = publisher
+
+    def publish(self, records: Sequence[object]) -> None:
+        self._publisher.publish_quarantine(records)  # type: ignore[arg-type]
+        self._publisher.flush()
+
+
+def metrics_path(settings: Settings) -> Path:
+    """Where a worker of this consumer group writes its metrics snapshot."""
+    return settings.data_home / "metrics" / f"stream-{settings.kafka.consumer_group}.json"
+
+
+def run_stream(settings: Settings, *, driver: Literal["faust", "batch"] | None = None,
+               until_idle_s: float | None = None, flush: bool = False,
+               on_progress: Callable[[dict[str, object]], None] | None = None) -> RunOutcome:
+    """Run the stream worker until idle (or forever) and return how it ended."""
+    kafka, stream = settings.kafka, settings.stream
+    chosen = driver or stream.driver
+    wait_for_kafka(kafka, timeout_s=10.0)
+    extra: list[str] = []
+    if chosen == "faust":
+        from streams.faust_app import internal_topics
+
+        extra = internal_topics(kafka.consumer_group)
+    ensure_topics(kafka, extra)
+    sink = DeltaLandingSink(settings.lake_root, storage_options=settings.lake.storage_options,
+                            app_id=kafka.consumer_group)
+    with EventPublisher(kafka) as publisher:
+        metrics = IngestMetrics(path=metrics_path(settings), started_at=time.time())
+        loop = IngestLoop(stream, settings.filters, sink, publisher=QuarantineMirror(publisher), metrics=metrics)
+        tune_gc_for_streaming()
+        if chosen == "faust":
+            from streams.faust_app import run_faust_worker
+
+            return run_faust_worker(kafka, stream, loop, until_idle_s=until_idle_s, flush=flush,
+                                    on_progress=on_progress)
+        return asyncio.run(run_batch_worker(kafka, stream, loop, until_idle_s=until_idle_s, flush=flush,
+                                            on_progress=on_progress))

@@ -1,0 +1,246 @@
+"""The attribution core: windows, labels, late events, duplicates, quarantine, restart."""
+
+from __future__ import annotations
+
+from rluf.ports import LandedTriple, RestoredState
+from rluf.settings import FilterSettings, StreamSettings
+from streams.attribution import AttributionEngine
+from tests.factories import T0, Feed, reaction, response
+
+W = 3600.0
+STREAM = StreamSettings(attribution_window_s=W, allowed_lateness_s=0, max_lateness_s=7200, idle_advance=True)
+NO_FILTERS = FilterSettings(
+    owner_only=True, rate_enabled=False, too_fast_enabled=False, daily_cap_enabled=False,
+    coordination_enabled=False, low_info_enabled=False,
+)
+WALL = T0.timestamp() + 30 * 86400  # processing time well after the events (a replay of old data)
+
+
+def engine(filters: FilterSettings = NO_FILTERS, stream: StreamSettings = STREAM,
+           restored: RestoredState | None = None) -> AttributionEngine:
+    return AttributionEngine(stream, filters, restored)
+
+
+def test_owner_love_within_window_labels_one_when_watermark_passes():
+    feed, eng = Feed(), engine()
+    out = eng.process(feed.records(response("r1", "u1", 0), reaction("x1", "r1", "u1", 60)), WALL)
+    assert out.triples == [] and eng.open_windows == 1
+    out = eng.process(feed.records(response("r2", "u2", W + 1)), WALL)  # pushes the watermark past r1
+    assert [(t.response_id, t.label, t.reactions) for t in out.triples] == [("r1", 1, {"love": 1})]
+    t = out.triples[0]
+    assert t.window_closed_at.timestamp() == T0.timestamp() + W
+    assert (t.source_topic, t.source_partition, t.source_offset) == ("responses", 0, 0)
+    assert t.reaction_sources == ["reactions:0:0"]
+    assert t.close_reason == "watermark" and t.weight == 1.0
+    assert eng.open_windows == 1
+
+
+def test_no_love_labels_zero_and_other_reactions_are_summarised():
+    feed, eng = Feed(), engine()
+    eng.process(feed.records(response("r1", "u1", 0), reaction("x1", "r1", "u1", 5, "laugh")), WALL)
+    out = eng.flush(WALL)
+    assert [(t.label, t.reactions, t.close_reason) for t in out.triples] == [(0, {"laugh": 1}, "flush")]
+
+
+def test_unreact_cancels_love_and_latest_event_time_wins():
+    feed, eng = Feed(), engine()
+    eng.process(feed.records(
+        response("r1", "u1", 0), reaction("a", "r1", "u1", 10), reaction("b", "r1", "u1", 20, action="remove"),
+        response("r2", "u2", 0), reaction("c", "r2", "u2", 30), reaction("d", "r2", "u2", 20, action="remove"),
+    ), WALL)
+    labels = {t.response_id: t.label for t in eng.flush(WALL).triples}
+    assert labels == {"r1": 0, "r2": 1}  # r2: the remove is older in event time than the add
+
+
+def test_reaction_before_its_response_is_held_then_joined():
+    feed, eng = Feed(), engine()
+    eng.process(feed.records(reaction("x1", "r1", "u1", 30)), WALL)
+    assert eng.held_orphans == 1 and eng.checkpoint() == {("reactions", 0): 0}
+    eng.process(feed.records(response("r1", "u1", 0)), WALL)
+    assert eng.held_orphans == 0
+    assert [t.label for t in eng.flush(WALL).triples] == [1]
+
+
+def test_reaction_whose_response_never_comes_is_quarantined_unknown_response():
+    feed, eng = Feed(), engine()
+    eng.process(feed.records(reaction("x1", "ghost", "u1", 0)), WALL)
+    out = eng.process(feed.records(response("r9", "u9", W + 5)), WALL)
+    assert [(q.reason, q.event_id, q.response_id) for q in out.quarantine] == [("unknown_response", "x1", "ghost")]
+    assert eng.checkpoint()[("reactions", 0)] == 1
+
+
+def test_duplicates_count_once_and_are_quarantined():
+    feed, eng = Feed(), engine()
+    out = eng.process(feed.records(
+        response("r1", "u1", 0), response("r1", "u1", 0),                       # same event twice
+        response("r1", "u1", 1, event_id="other"),                              # second event for r1
+        reaction("x1", "r1", "u1", 5), reaction("x1", "r1", "u1", 5),
+    ), WALL)
+    assert [q.reason for q in out.quarantine] == ["duplicate_event", "duplicate_response", "duplicate_event"]
+    triples = eng.flush(WALL).triples
+    assert [(t.response_id, t.label) for t in triples] == [("r1", 1)]
+    assert eng.stats.quarantined["duplicate_event"] == 2
+
+
+def test_malformed_and_schema_violations_keep_raw_payload_and_name_the_field():
+    feed, eng = Feed(), engine()
+    bad_kind = reaction("x1", "r1", "u1", 5, kind="hug")
+    out = eng.process([feed.record(b'{"type": "response", "event_id": '), feed.record(bad_kind)], WALL)
+    assert [q.reason for q in out.quarantine] == ["malformed_json", "schema_violation"]
+    assert out.quarantine[0].raw == '{"type": "response", "event_id": '
+    assert out.quarantine[1].detail.startswith("reaction.reaction:") and "'hug'" in out.quarantine[1].detail
+    assert out.quarantine[1].quarantine_id == "reactions:0:0"
+
+
+def test_unknown_fields_are_kept_in_extra():
+    feed, eng = Feed(), engine()
+    eng.process(feed.records(response("r1", "u1", 0, locale="fr-FR", client={"app": "ios"})), WALL)
+    (t,) = eng.flush(WALL).triples
+    assert t.extra == {"locale": "fr-FR", "client": {"app": "ios"}}
+
+
+def test_late_love_becomes_a_correction_and_beyond_max_lateness_is_quarantined():
+    feed, eng = Feed(), engine()
+    eng.process(feed.records(response("r1", "u1", 0), response("r2", "u2", W + 10)), WALL)  # r1 closed, label 0
+    out = eng.process(feed.records(reaction("late", "r1", "u1", W + 100)), WALL)
+    assert [(c.response_id, c.old_label, c.new_label, c.lateness_s) for c in out.corrections] == [("r1", 0, 1, 100.0)]
+    out = eng.process(feed.records(reaction("unlove", "r1", "u1", W + 200, action="remove")), WALL)
+    assert [(c.old_label, c.new_label) for c in out.corrections] == [(1, 0)]
+    out = eng.process(feed.records(reaction("meh", "r1", "u1", W + 300, kind="sad")), WALL)
+    assert [q.reason for q in out.quarantine] == ["late_reaction"]
+    out = eng.process(feed.records(reaction("toolate", "r2", "u2", 2 * W + 10 + 7200 + 1)), WALL)
+    assert [q.reason for q in out.quarantine] == ["beyond_max_lateness"]
+
+
+def test_reaction_after_window_end_but_before_close_is_judged_late():
+    feed, eng = Feed(), engine(stream=STREAM.model_copy(update={"allowed_lateness_s": 600}))
+    eng.process(feed.records(response("r1", "u1", 0), reaction("x", "r1", "u1", W + 60)), WALL)
+    assert eng.open_windows == 1  # watermark = W + 60 - 600 < W
+    out = eng.process(feed.records(response("r2", "u2", W + 700)), WALL)
+    assert [(t.response_id, t.label) for t in out.triples] == [("r1", 0)]
+    assert [(c.response_id, c.new_label) for c in out.corrections] == [("r1", 1)]
+
+
+def test_idle_tick_advances_watermark_by_wall_clock_and_closes_windows():
+    feed, eng = Feed(), engine()
+    eng.process(feed.records(response("r1", "u1", 0)), WALL)
+    assert eng.tick(WALL + W - 1).triples == []
+    assert [t.response_id for t in eng.tick(WALL + W + 1).triples] == ["r1"]
+
+
+def test_no_idle_advance_when_disabled():
+    feed, eng = Feed(), engine(stream=STREAM.model_copy(update={"idle_advance": False}))
+    eng.process(feed.records(response("r1", "u1", 0)), WALL)
+    assert eng.tick(WALL + 10 * W).triples == []
+
+
+def test_future_timestamps_are_quarantined():
+    feed, eng = Feed(), engine()
+    out = eng.process(feed.records(response("r1", "u1", 0)), T0.timestamp() - 7200)
+    assert [q.reason for q in out.quarantine] == ["future_timestamp"]
+
+
+def test_checkpoint_is_the_oldest_held_offset_per_partition():
+    feed, eng = Feed(), engine()
+    eng.process(feed.records(response("r1", "u1", 0), response("r2", "u2", 100), reaction("x", "r2", "u2", 150)), WALL)
+    assert eng.checkpoint() == {("responses", 0): 0, ("reactions", 0): 0}
+    eng.process(feed.records(response("r3", "u3", W + 50)), WALL)  # closes r1 only
+    assert eng.checkpoint() == {("responses", 0): 1, ("reactions", 0): 0}
+    eng.process(feed.records(response("r4", "u4", W + 200)), WALL)  # closes r2 and releases its reaction
+    assert eng.checkpoint() == {("responses", 0): 2, ("reactions", 0): 1}
+
+
+def test_restart_replays_from_checkpoint_without_landing_twice():
+    feed = Feed()
+    events = [response("r1", "u1", 0), response("r2", "u2", 100), reaction("x2", "r2", "u2", 200),
+              response("r3", "u3", W + 50), reaction("x1late", "r1", "u1", W + 60),
+              response("r4", "u4", W + 90)]
+    records = feed.records(*events)
+    first = engine()
+    out = first.process(records, WALL)
+    landed = {t.response_id: t for t in out.triples}
+    assert set(landed) == {"r1"} and [c.response_id for c in out.corrections] == ["r1"]
+    ckpt = first.checkpoint()
+    assert ckpt == {("responses", 0): 1, ("reactions", 0): 0}
+    # Crash. The lake says r1 landed (label 1 after its correction); replay from the checkpoint.
+    t1 = landed["r1"]
+    restored = RestoredState(checkpoint=ckpt, closed=[LandedTriple(
+        response_id="r1", event_id=t1.event_id, user_id="u1", ts=t1.ts.timestamp(),
+        window_closed_at=t1.window_closed_at.timestamp(), label=1, source="responses:0:0",
+        reaction_sources=frozenset({"reactions:0:1"}),  # its landed correction's source
+        response_chars=len(t1.response))])
+    second = engine(restored=restored)
+    out2 = second.process(records, WALL)  # the broker redelivers everything (at-least-once)
+    assert second.stats.below_checkpoint_skipped == 1  # r1's response event
+    assert len(out2) == 0 and second.stats.replayed_skipped == 1  # x1late: its correction landed
+    final = {t.response_id: t.label for t in second.flush(WALL).triples}
+    assert final == {"r2": 1, "r3": 0, "r4": 0}
+
+
+def test_replayed_reaction_of_a_landed_triple_is_recognised():
+    feed = Feed()
+    records = feed.records(response("r1", "u1", 0), reaction("x", "r1", "u1", 10))
+    restored = RestoredState(checkpoint={}, closed=[LandedTriple(
+        response_id="r1", event_id="ev-r1", user_id="u1", ts=T0.timestamp(), window_closed_at=T0.timestamp() + W,
+        label=1, source="responses:0:0", reaction_sources=frozenset({"reactions:0:0"}), response_chars=10)])
+    eng = engine(restored=restored)
+    out = eng.process(records, WALL)
+    assert len(out) == 0 and eng.stats.replayed_skipped == 2
+
+
+def test_filters_quarantine_with_reason():
+    filters = FilterSettings(rate_capacity=2, rate_per_s=0.001, ms_per_char=10, min_read_ms=500,
+                             daily_cap=100, coordination_enabled=False, low_info_enabled=False)
+    feed, eng = Feed(), engine(filters)
+    text = "x" * 300  # 3 s of reading
+    out = eng.process(feed.records(
+        response("r1", "u1", 0, text=text), reaction("troll", "r1", "u2", 100),
+        reaction("fast", "r1", "u1", 1),
+        response("r2", "u1", 0, text=text), reaction("ok1", "r2", "u1", 100),
+        response("r3", "u1", 0, text=text), reaction("ok2", "r3", "u1", 101, "laugh"),
+        reaction("limited", "r3", "u1", 102),
+    ), WALL)
+    assert [(q.event_id, q.reason) for q in out.quarantine] == [
+        ("troll", "not_owner"), ("fast", "too_fast"), ("limited", "rate_limited")]
+    assert "u2" in out.quarantine[0].detail
+
+
+def test_daily_cap_counts_per_utc_day():
+    filters = NO_FILTERS.model_copy(update={"daily_cap_enabled": True, "daily_cap": 2})
+    feed, eng = Feed(), engine(filters)
+    evs = [response(f"r{i}", "u1", i) for i in range(4)]
+    evs += [reaction(f"x{i}", f"r{i}", "u1", 60 + i) for i in range(3)]
+    evs += [response("r9", "u1", 86400), reaction("next-day", "r9", "u1", 86460)]
+    out = eng.process(feed.records(*evs), WALL)
+    assert [(q.event_id, q.reason) for q in out.quarantine] == [("x2", "daily_cap")]
+
+
+def test_coordinated_burst_is_quarantined_including_earlier_members():
+    filters = NO_FILTERS.model_copy(update={"coordination_enabled": True, "burst_users": 3, "burst_window_s": 10})
+    feed, eng = Feed(), engine(filters)
+    spam = "Buy SuperWidget now, the best widget!"
+    evs = [response(f"r{i}", f"a{i}", 0, text=spam) for i in range(4)]
+    evs += [response("rn", "n1", 0, text="an honest answer"), reaction("honest", "rn", "n1", 31)]
+    evs += [reaction(f"c{i}", f"r{i}", f"a{i}", 30 + i) for i in range(4)]
+    out = eng.process(feed.records(*evs), WALL)
+    assert sorted((q.event_id, q.reason) for q in out.quarantine) == [
+        ("c0", "coordinated"), ("c1", "coordinated"), ("c2", "coordinated"), ("c3", "coordinated")]
+    labels = {t.response_id: t.label for t in eng.flush(WALL).triples}
+    assert labels == {"r0": 0, "r1": 0, "r2": 0, "r3": 0, "rn": 1}
+    assert eng.checkpoint()[("reactions", 0)] == 5  # retracted reactions are no longer held
+
+
+def test_constant_lovers_are_downweighted_not_dropped():
+    filters = NO_FILTERS.model_copy(update={"low_info_enabled": True, "low_info_min_events": 5,
+                                            "low_info_love_rate": 0.8, "low_info_weight": 0.1})
+    feed, eng = Feed(), engine(filters)
+    evs = []
+    for i in range(8):
+        evs += [response(f"r{i}", "lover", i * 10), reaction(f"x{i}", f"r{i}", "lover", i * 10 + 5)]
+    evs += [response("n", "normal", 0)]
+    eng.process(feed.records(*evs), WALL)
+    triples = sorted(eng.flush(WALL).triples, key=lambda t: (t.user_id, t.ts))
+    weights = [t.weight for t in triples if t.user_id == "lover"]
+    assert weights == [1.0, 1.0, 1.0, 1.0, 0.1, 0.1, 0.1, 0.1]
+    assert [t.weight for t in triples if t.user_id == "normal"] == [1.0]
+    assert eng.stats.downweighted == 4

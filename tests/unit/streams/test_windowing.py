@@ -1,0 +1,54 @@
+"""Watermark and window-queue arithmetic."""
+
+from __future__ import annotations
+
+from streams.windowing import Watermark, WindowQueue, window_end
+
+
+def test_watermark_trails_max_event_time_and_never_moves_back():
+    wm = Watermark(allowed_lateness_s=10, idle_advance=False)
+    assert wm.value is None
+    wm.observe(100, wall_now=0)
+    assert wm.value == 90
+    wm.observe(50, wall_now=1)  # an old event does not pull it back
+    assert wm.value == 90
+    wm.observe(130, wall_now=2)
+    assert wm.value == 120
+
+
+def test_idle_advance_adds_wall_clock_time_since_last_event():
+    wm = Watermark(allowed_lateness_s=10, idle_advance=True)
+    wm.observe(100, wall_now=1000)
+    assert wm.tick(wall_now=1030) == 120
+    wm.observe(105, wall_now=1031)  # a new, older-than-watermark event keeps it monotone
+    assert wm.value == 120
+    assert wm.tick(wall_now=1061) == 125  # 105 - 10 + 30
+
+
+def test_tick_without_idle_advance_is_a_no_op():
+    wm = Watermark(allowed_lateness_s=0, idle_advance=False)
+    wm.observe(5, wall_now=0)
+    assert wm.tick(wall_now=10_000) == 5
+
+
+def test_window_queue_pops_due_keys_in_deadline_order_and_honours_rescheduling():
+    q = WindowQueue()
+    q.push("a", 30)
+    q.push("b", 10)
+    q.push("c", 20)
+    q.push("a", 5)  # rescheduled earlier; the old entry is stale
+    assert q.pop_due(15) == ["a", "b"]
+    assert "c" in q and len(q) == 1
+    q.discard("c")
+    assert q.pop_due(100) == [] and len(q) == 0
+
+
+def test_window_queue_pop_all_orders_by_deadline():
+    q = WindowQueue()
+    for key, deadline in [("x", 3.0), ("y", 1.0), ("z", 2.0)]:
+        q.push(key, deadline)
+    assert q.pop_all() == ["y", "z", "x"] and len(q) == 0
+
+
+def test_window_end():
+    assert window_end(1000.0, 86_400.0) == 87_400.0
