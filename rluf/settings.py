@@ -100,6 +100,9 @@ class StreamSettings(_Slice):
         3600.0, ge=0, description="events stamped further ahead of the wall clock are quarantined"
     )
     idle_advance: bool = Field(True, description="advance the watermark by wall-clock time while quiet")
+    idle_source_s: float = Field(
+        5.0, gt=0, description="a partition silent this long stops holding the watermark back"
+    )
     tick_interval_s: float = Field(1.0, gt=0)
     batch_size: int = Field(2000, ge=1, description="events per batch handed to the core")
     land_max_rows: int = Field(20_000, ge=1, description="land (one Delta commit per table) at this many rows")

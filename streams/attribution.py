@@ -164,7 +164,7 @@ class AttributionEngine:
         self, stream: StreamSettings, filters: FilterSettings, restored: RestoredState | None = None
     ) -> None:
         self._cfg = stream
-        self._watermark = Watermark(stream.allowed_lateness_s, stream.idle_advance)
+        self._watermark = Watermark(stream.allowed_lateness_s, stream.idle_advance, stream.idle_source_s)
         self._filter = ReactionFilter(filters)
         self._low_info = LowInformationTracker(
             filters.low_info_min_events, filters.low_info_love_rate, filters.low_info_weight,
@@ -205,6 +205,11 @@ class AttributionEngine:
     def checkpoint(self) -> dict[TopicPartition, int]:
         """Per topic-partition offset to resume from after a crash (oldest held record)."""
         return {tp: held.safe() for tp, held in self._held.items()}
+
+    def expect_sources(self, sources: Iterable[TopicPartition], wall_now: float) -> None:
+        """Partitions assigned to this worker: the watermark waits for each one's first event."""
+        for tp in sources:
+            self._watermark.expect(tp, wall_now)
 
     def positions(self) -> dict[TopicPartition, int]:
         """Per topic-partition next offset to process (everything below has been seen)."""
@@ -303,7 +308,7 @@ class AttributionEngine:
                 self._quarantine(out, record, "duplicate_response",
                                  f"response_id: {rid} already has event {first_event}", wall_now, event)
             return
-        self._watermark.observe(ts, wall_now)
+        self._watermark.observe(ts, wall_now, record.source.tp)
         end = ts + self._cfg.attribution_window_s
         window = _Open(event=event, record=record, ts=ts, end=end, chars=len(event.response))
         self._open[rid] = window
@@ -329,7 +334,7 @@ class AttributionEngine:
             return
         self._seen_reactions[eid] = str(record.source)
         self._seen_expiry.append((ts + self._cfg.attribution_window_s + self._cfg.max_lateness_s, eid))
-        self._watermark.observe(ts, wall_now)
+        self._watermark.observe(ts, wall_now, record.source.tp)
         reaction = _Reaction(event=event, record=record, ts=ts)
         window = self._open.get(rid)
         if window is not None:

@@ -50,9 +50,10 @@ def aiokafka_options(kafka: KafkaSettings) -> dict[str, Any]:
 class _SeekToCheckpoint(ConsumerRebalanceListener):  # type: ignore[misc]
     """Seek newly assigned partitions to the Delta checkpoint; note revocations."""
 
-    def __init__(self, consumer: AIOKafkaConsumer, checkpoint: dict[tuple[str, int], int]) -> None:
+    def __init__(self, consumer: AIOKafkaConsumer, loop: IngestLoop) -> None:
         self._consumer = consumer
-        self._checkpoint = checkpoint
+        self._loop = loop
+        self._checkpoint = loop.restored_checkpoint
         self.revoked_with_state = False
         self.assigned = False
 
@@ -62,6 +63,7 @@ class _SeekToCheckpoint(ConsumerRebalanceListener):  # type: ignore[misc]
 
     async def on_partitions_assigned(self, assigned: Any) -> None:
         self.assigned = True
+        self._loop.assigned([(tp.topic, tp.partition) for tp in assigned])
         for tp in assigned:
             offset = self._checkpoint.get((tp.topic, tp.partition))
             if offset is not None:
@@ -92,7 +94,7 @@ async def run_batch_worker(kafka: KafkaSettings, stream: StreamSettings, loop: I
         heartbeat_interval_ms=kafka.heartbeat_interval_ms, max_poll_records=stream.batch_size,
         fetch_max_bytes=64 * 1024 * 1024, max_partition_fetch_bytes=8 * 1024 * 1024,
     )
-    listener = _SeekToCheckpoint(consumer, loop.restored_checkpoint)
+    listener = _SeekToCheckpoint(consumer, loop)
     consumer.subscribe(list(kafka.data_topics), listener=listener)
     try:
         await consumer.start()

@@ -92,7 +92,8 @@ def replay(
     ctx: typer.Context,
     events: Path = typer.Argument(..., help="JSONL file of wire events (see docs/events.md)."),
     speedup: float | None = typer.Option(
-        None, "--speedup", min=0.000001, help="Keep relative event timing, sped up X times (default: as fast as possible)."
+        None, "--speedup", min=0.000001,
+        help="Keep relative event timing, sped up X times (default: as fast as possible).",
     ),
 ) -> None:
     """Publish recorded events to Kafka, keyed by response_id."""

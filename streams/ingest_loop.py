@@ -80,6 +80,7 @@ class IngestLoop:
         self._pending_since: float | None = None
         self._landed_checkpoint: dict[TopicPartition, int] = dict(restored.checkpoint)
         self.last_event_at: float | None = None
+        self._ready_at: float | None = None
 
     # ------------------------------------------------------------------ feeding
 
@@ -144,10 +145,23 @@ class IngestLoop:
         """Cut and write synchronously (shutdown, tests)."""
         return self.write(self.cut())
 
+    def assigned(self, partitions: Iterable[TopicPartition]) -> None:
+        """The consumer got its partitions.
+
+        Idle time counts from here, not from start-up (joining a group takes seconds, and an
+        idle limit must not expire during it), and the watermark waits for every assigned
+        partition's first event.
+        """
+        now = self._clock()
+        if self._ready_at is None:
+            self._ready_at = now
+        self.engine.expect_sources(partitions, now)
+
     def idle_for(self) -> float:
-        """Seconds since the last record arrived (since start when none arrived)."""
-        ref = self.last_event_at if self.last_event_at is not None else self.metrics.started_at
-        return self._clock() - ref
+        """Seconds since the last record arrived (since the consumer was ready when none did);
+        0 while the consumer is not ready yet."""
+        ref = self.last_event_at if self.last_event_at is not None else self._ready_at
+        return 0.0 if ref is None else self._clock() - ref
 
     def snapshot(self, gauges: dict[str, object] | None = None) -> dict[str, object]:
         """Everything `rluf stream stats` shows, as plain data."""

@@ -1,11 +1,12 @@
 """Event-time watermark and attribution-window arithmetic (pure).
 
 The watermark says "every event stamped at or before this time has arrived, give or take
-the allowed lateness". It is the largest event time seen minus the allowed lateness, and
-it never moves back. While the stream is quiet it also advances by the wall-clock time
-elapsed since the last event: otherwise the last day of windows would stay open forever
-on a quiet stream (faust's windowed tables only expire on new events), while a replay of
-old data at full speed still closes windows by event time, not by the clock.
+the allowed lateness". It follows the slowest active source (topic-partition) minus the
+allowed lateness, and it never moves back. While the stream is quiet it also advances by
+the wall-clock time elapsed since the last event: otherwise the last day of windows would
+stay open forever on a quiet stream (faust's windowed tables only expire on new events),
+while a replay of old data at full speed still closes windows by event time, not by the
+clock.
 """
 
 from __future__ import annotations
@@ -28,16 +29,28 @@ def window_end(ts: float, window_s: float) -> float:
 
 @dataclass(slots=True)
 class Watermark:
-    """Monotonic event-time watermark with processing-time advance while idle.
+    """Monotonic event-time watermark over several sources, with idle handling.
+
+    Each source (a topic-partition, or a file) keeps its own newest event time; the
+    watermark follows the *slowest* active source, as in Flink and Beam. Otherwise a source
+    that is consumed faster than another (a small reactions topic catching up next to a big
+    responses topic) would push event time past responses not read yet, and their windows
+    would close before their reactions were seen. A source that delivered nothing for
+    ``idle_source_s`` of wall-clock time stops holding the watermark back, and when every
+    source is quiet the watermark advances with the wall clock (``idle_advance``).
 
     Args:
-        allowed_lateness_s: How far behind the newest event time the watermark trails.
+        allowed_lateness_s: How far behind the slowest source's newest event it trails.
         idle_advance: Whether quiet wall-clock time moves the watermark forward.
+        idle_source_s: Wall-clock seconds after which a silent source is ignored.
     """
 
     allowed_lateness_s: float
     idle_advance: bool = True
-    max_event_ts: float | None = None
+    idle_source_s: float = 5.0
+    _newest: dict[object, float] = field(default_factory=dict)
+    _heard: dict[object, float] = field(default_factory=dict)
+    _slowest: object = None
     _value: float | None = None
     _wall_at_last_event: float | None = None
 
@@ -46,19 +59,65 @@ class Watermark:
         """Current watermark in epoch seconds, or None before the first event."""
         return self._value
 
-    def observe(self, event_ts: float, wall_now: float) -> None:
-        """Account for one event; time is passed in, never read from the clock."""
-        if self.max_event_ts is None or event_ts > self.max_event_ts:
-            self.max_event_ts = event_ts
+    @property
+    def max_event_ts(self) -> float | None:
+        return max(self._newest.values()) if self._newest else None
+
+    def expect(self, source: object, wall_now: float) -> None:
+        """Announce a source before its first event (a newly assigned partition).
+
+        Until it delivers, or stays silent for ``idle_source_s``, it holds the watermark
+        back: otherwise the first batches of a faster partition would close windows whose
+        reactions sit, unread, in a partition not fetched yet.
+        """
+        if source not in self._heard:
+            self._heard[source] = wall_now
+
+    def observe(self, event_ts: float, wall_now: float, source: object = None) -> None:
+        """Account for one event from ``source``; time is passed in, never read from the clock."""
+        newest = self._newest
+        previous = newest.get(source)
+        self._heard[source] = wall_now
         self._wall_at_last_event = wall_now
-        self._raise_to(self.max_event_ts - self.allowed_lateness_s)
+        if previous is not None and event_ts <= previous:
+            return
+        newest[source] = event_ts
+        # Only a new source or the slowest one moving can raise the watermark (all quiet: anyone).
+        if previous is None or source == self._slowest or self._slowest is None:
+            base = self._base(wall_now)
+            if base is not None:
+                self._raise_to(base - self.allowed_lateness_s)
 
     def tick(self, wall_now: float) -> float | None:
-        """Advance by the wall-clock time elapsed since the last event (if enabled)."""
-        if self.idle_advance and self.max_event_ts is not None and self._wall_at_last_event is not None:
-            idle = max(0.0, wall_now - self._wall_at_last_event)
-            self._raise_to(self.max_event_ts - self.allowed_lateness_s + idle)
+        """Drop sources that went quiet and advance by the wall-clock time since the last event."""
+        base = self._base(wall_now)
+        if base is None:
+            return self._value
+        last = self._wall_at_last_event
+        idle = max(0.0, wall_now - last) if self.idle_advance and last is not None else 0.0
+        self._raise_to(base - self.allowed_lateness_s + idle)
         return self._value
+
+    def _base(self, wall_now: float) -> float | None:
+        """Newest event time of the slowest active source (of the newest one when all are quiet).
+
+        None while an active source has not delivered its first event, or before any event.
+        """
+        newest, idle_s = self._newest, self.idle_source_s
+        slowest_ts: float | None = None
+        for src, heard in self._heard.items():
+            if wall_now - heard >= idle_s:
+                continue
+            ts = newest.get(src)
+            if ts is None:  # announced, not heard from yet: wait for it
+                self._slowest = src
+                return None
+            if slowest_ts is None or ts < slowest_ts:
+                slowest_ts, self._slowest = ts, src
+        if slowest_ts is None and newest:
+            self._slowest = None
+            slowest_ts = max(newest.values())
+        return slowest_ts
 
     def _raise_to(self, candidate: float) -> None:
         if self._value is None or candidate > self._value:

@@ -21,16 +21,21 @@ def engine(filters: FilterSettings = NO_FILTERS, stream: StreamSettings = STREAM
     return AttributionEngine(stream, filters, restored)
 
 
+def one_topic() -> Feed:
+    """Responses and reactions on one partition: the watermark follows that one source."""
+    return Feed("events", "events")
+
+
 def test_owner_love_within_window_labels_one_when_watermark_passes():
-    feed, eng = Feed(), engine()
+    feed, eng = one_topic(), engine()
     out = eng.process(feed.records(response("r1", "u1", 0), reaction("x1", "r1", "u1", 60)), WALL)
     assert out.triples == [] and eng.open_windows == 1
     out = eng.process(feed.records(response("r2", "u2", W + 1)), WALL)  # pushes the watermark past r1
     assert [(t.response_id, t.label, t.reactions) for t in out.triples] == [("r1", 1, {"love": 1})]
     t = out.triples[0]
     assert t.window_closed_at.timestamp() == T0.timestamp() + W
-    assert (t.source_topic, t.source_partition, t.source_offset) == ("responses", 0, 0)
-    assert t.reaction_sources == ["reactions:0:0"]
+    assert (t.source_topic, t.source_partition, t.source_offset) == ("events", 0, 0)
+    assert t.reaction_sources == ["events:0:1"]
     assert t.close_reason == "watermark" and t.weight == 1.0
     assert eng.open_windows == 1
 
@@ -62,11 +67,12 @@ def test_reaction_before_its_response_is_held_then_joined():
 
 
 def test_reaction_whose_response_never_comes_is_quarantined_unknown_response():
-    feed, eng = Feed(), engine()
+    feed, eng = one_topic(), engine()
     eng.process(feed.records(reaction("x1", "ghost", "u1", 0)), WALL)
+    assert eng.checkpoint() == {("events", 0): 0}
     out = eng.process(feed.records(response("r9", "u9", W + 5)), WALL)
     assert [(q.reason, q.event_id, q.response_id) for q in out.quarantine] == [("unknown_response", "x1", "ghost")]
-    assert eng.checkpoint()[("reactions", 0)] == 1
+    assert eng.checkpoint() == {("events", 0): 1}  # only r9 is held now
 
 
 def test_duplicates_count_once_and_are_quarantined():
@@ -100,7 +106,7 @@ def test_unknown_fields_are_kept_in_extra():
 
 
 def test_late_love_becomes_a_correction_and_beyond_max_lateness_is_quarantined():
-    feed, eng = Feed(), engine()
+    feed, eng = one_topic(), engine()
     eng.process(feed.records(response("r1", "u1", 0), response("r2", "u2", W + 10)), WALL)  # r1 closed, label 0
     out = eng.process(feed.records(reaction("late", "r1", "u1", W + 100)), WALL)
     assert [(c.response_id, c.old_label, c.new_label, c.lateness_s) for c in out.corrections] == [("r1", 0, 1, 100.0)]
@@ -113,7 +119,7 @@ def test_late_love_becomes_a_correction_and_beyond_max_lateness_is_quarantined()
 
 
 def test_reaction_after_window_end_but_before_close_is_judged_late():
-    feed, eng = Feed(), engine(stream=STREAM.model_copy(update={"allowed_lateness_s": 600}))
+    feed, eng = one_topic(), engine(stream=STREAM.model_copy(update={"allowed_lateness_s": 600}))
     eng.process(feed.records(response("r1", "u1", 0), reaction("x", "r1", "u1", W + 60)), WALL)
     assert eng.open_windows == 1  # watermark = W + 60 - 600 < W
     out = eng.process(feed.records(response("r2", "u2", W + 700)), WALL)
@@ -144,10 +150,24 @@ def test_checkpoint_is_the_oldest_held_offset_per_partition():
     feed, eng = Feed(), engine()
     eng.process(feed.records(response("r1", "u1", 0), response("r2", "u2", 100), reaction("x", "r2", "u2", 150)), WALL)
     assert eng.checkpoint() == {("responses", 0): 0, ("reactions", 0): 0}
-    eng.process(feed.records(response("r3", "u3", W + 50)), WALL)  # closes r1 only
+    eng.process(feed.records(response("r3", "u3", W + 50)), WALL)
+    assert eng.open_windows == 3  # the reactions partition is still at t=150: it holds the watermark back
+    assert [t.response_id for t in eng.tick(WALL + 6).triples] == ["r1"]  # both quiet 6 s: idle advance
     assert eng.checkpoint() == {("responses", 0): 1, ("reactions", 0): 0}
-    eng.process(feed.records(response("r4", "u4", W + 200)), WALL)  # closes r2 and releases its reaction
+    out = eng.process(feed.records(response("r4", "u4", W + 200)), WALL + 6)  # reactions idle: not waited for
+    assert [t.response_id for t in out.triples] == ["r2"]
     assert eng.checkpoint() == {("responses", 0): 2, ("reactions", 0): 1}
+
+
+def test_watermark_follows_the_slowest_partition():
+    feed, eng = Feed(), engine()
+    eng.process(feed.records(response("r1", "u1", 0), reaction("early", "r1", "u1", 30)), WALL)
+    # responses race ahead (a catch-up); r1's window must wait for the reactions partition
+    eng.process(feed.records(*[response(f"n{i}", "u2", W + 10 * i) for i in range(1, 5)]), WALL + 1)
+    assert eng.open_windows == 5
+    out = eng.process(feed.records(reaction("love", "r1", "u1", W - 5), reaction("tick", "n4", "u2", W + 60)),
+                      WALL + 2)
+    assert [(t.response_id, t.label) for t in out.triples] == [("r1", 1)]
 
 
 def test_restart_replays_from_checkpoint_without_landing_twice():

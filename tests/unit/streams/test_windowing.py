@@ -52,3 +52,37 @@ def test_window_queue_pop_all_orders_by_deadline():
 
 def test_window_end():
     assert window_end(1000.0, 86_400.0) == 87_400.0
+
+
+def test_watermark_follows_the_slowest_active_source():
+    wm = Watermark(allowed_lateness_s=0, idle_advance=False, idle_source_s=5)
+    wm.observe(100, wall_now=0, source="responses")
+    wm.observe(10, wall_now=0, source="reactions")
+    assert wm.value == 100  # never moves back once set
+    wm.observe(500, wall_now=1, source="responses")
+    assert wm.value == 100  # reactions (at 10) hold it back
+    wm.observe(300, wall_now=2, source="reactions")
+    assert wm.value == 300
+    wm.observe(900, wall_now=3, source="responses")
+    assert wm.tick(wall_now=6) == 300  # reactions heard 4 s ago: still active
+    assert wm.tick(wall_now=7.5) == 900  # reactions silent for 5.5 s: no longer waited for
+
+
+def test_idle_advance_with_several_sources_adds_quiet_time_to_the_slowest():
+    wm = Watermark(allowed_lateness_s=0, idle_advance=True, idle_source_s=5)
+    wm.observe(100, wall_now=0, source="a")
+    wm.observe(50, wall_now=0, source="b")
+    assert wm.tick(wall_now=2) == 100  # both active: slowest (50) + 2 s idle, but never back from 100
+    assert wm.tick(wall_now=10) == 110  # both quiet: newest (100) + 10 s
+
+
+def test_an_announced_source_holds_the_watermark_until_it_speaks_or_goes_quiet():
+    wm = Watermark(allowed_lateness_s=0, idle_advance=False, idle_source_s=5)
+    wm.expect("reactions", wall_now=0)
+    wm.observe(1000, wall_now=1, source="responses")
+    assert wm.value is None  # reactions not fetched yet: nothing may close
+    wm.observe(400, wall_now=2, source="reactions")
+    assert wm.value == 400
+    wm.expect("late-partition", wall_now=3)
+    assert wm.tick(wall_now=4) == 400
+    assert wm.tick(wall_now=9) == 1000  # everything quiet for >= 5 s

@@ -1,0 +1,5 @@
+"""`python -m rluf` = the `rluf` command."""
+
+from rluf.cli import main
+
+main()
