@@ -16,6 +16,7 @@ closed responses read back from the lake (their response and reaction sources) a
 
 from __future__ import annotations
 
+import heapq
 import logging
 from collections import Counter, deque
 from collections.abc import Iterable
@@ -175,6 +176,8 @@ class AttributionEngine:
         self._orphans: dict[str, list[_Reaction]] = {}
         self._orphan_deadlines = WindowQueue()
         self._orphan_owner: dict[str, str] = {}  # orphan event_id -> response_id
+        self._pending: list[tuple[float, int, _Reaction]] = []  # reactions waiting for the watermark
+        self._seq = 0
         self._closed: dict[str, _Closed] = {}
         self._closed_expiry = WindowQueue()
         self._seen_reactions: dict[str, str] = {}  # event_id -> source, for duplicates
@@ -240,6 +243,8 @@ class AttributionEngine:
         """Close every open window now and give up on reactions still waiting for a response."""
         out = Landing()
         self._watermark.tick(wall_now)
+        while self._pending:
+            self._route(heapq.heappop(self._pending)[2], wall_now, out)
         for rid in self._windows.pop_all():
             self._close(self._open.pop(rid), "flush", wall_now, out)
         for eid in self._orphan_deadlines.pop_all():
@@ -318,7 +323,7 @@ class AttributionEngine:
         for waiting in self._orphans.pop(rid, ()):
             self._orphan_deadlines.discard(waiting.event.event_id)
             del self._orphan_owner[waiting.event.event_id]
-            self._attach(window, waiting, wall_now, out, already_held=True)
+            self._join(window, waiting, wall_now, out)
         self._close_due(wall_now, out)
 
     def _on_reaction(self, event: ReactionEvent, record: InputRecord, ts: float, wall_now: float,
@@ -335,23 +340,39 @@ class AttributionEngine:
         self._seen_reactions[eid] = str(record.source)
         self._seen_expiry.append((ts + self._cfg.attribution_window_s + self._cfg.max_lateness_s, eid))
         self._watermark.observe(ts, wall_now, record.source.tp)
-        reaction = _Reaction(event=event, record=record, ts=ts)
+        # Judged when the watermark passes its event time, in event-time order across all
+        # partitions: per-user rules (token bucket, daily cap, bursts) then see a user's
+        # reactions in the order they happened, however the partitions were interleaved.
+        self._held[record.source.tp].hold(record.source.offset)
+        self._seq += 1
+        heapq.heappush(self._pending, (ts, self._seq, _Reaction(event=event, record=record, ts=ts)))
+        self._due_now(ts)
+        self._close_due(wall_now, out)
+
+    def _route(self, r: _Reaction, wall_now: float, out: Landing) -> None:
+        """A reaction whose time has come: join its window, judge it late, or wait for its response."""
+        rid = r.event.response_id
         window = self._open.get(rid)
         if window is not None:
-            if ts > window.end:  # outside the attribution window: judged as late once it closes
-                window.overflow.append(reaction)
-                self._held[record.source.tp].hold(record.source.offset)
-            else:
-                self._attach(window, reaction, wall_now, out, already_held=False)
-        elif closed is not None:
-            self._late(closed, reaction, wall_now, out)
-        else:  # before its response: hold until the response arrives or cannot anymore
-            self._orphans.setdefault(rid, []).append(reaction)
-            self._orphan_owner[eid] = rid
-            self._orphan_deadlines.push(eid, ts + self._cfg.attribution_window_s)
-            self._due_now(ts + self._cfg.attribution_window_s)
-            self._held[record.source.tp].hold(record.source.offset)
-        self._close_due(wall_now, out)
+            self._join(window, r, wall_now, out)
+            return
+        closed = self._closed.get(rid)
+        if closed is not None:
+            self._held[r.record.source.tp].release(r.record.source.offset)
+            self._late(closed, r, wall_now, out)
+            return
+        eid = r.event.event_id  # before its response: hold until the response arrives or cannot anymore
+        self._orphans.setdefault(rid, []).append(r)
+        self._orphan_owner[eid] = rid
+        self._orphan_deadlines.push(eid, r.ts + self._cfg.attribution_window_s)
+        self._due_now(r.ts + self._cfg.attribution_window_s)
+
+    def _join(self, window: _Open, r: _Reaction, wall_now: float, out: Landing) -> None:
+        """A held reaction meets its open window (it stays held while it matters)."""
+        if r.ts > window.end:  # outside the attribution window: judged as late once it closes
+            window.overflow.append(r)
+        else:
+            self._attach(window, r, wall_now, out)
 
     # ------------------------------------------------------------------ joining
 
@@ -363,23 +384,20 @@ class AttributionEngine:
                              ts=r.ts, owner_id=owner, response_ts=response_ts, response_chars=chars,
                              fingerprint=fingerprint)
 
-    def _attach(self, window: _Open, r: _Reaction, wall_now: float, out: Landing, *, already_held: bool) -> None:
+    def _attach(self, window: _Open, r: _Reaction, wall_now: float, out: Landing) -> None:
         verdict, retro = self._filter.check(
             self._facts(r, window.event.user_id, window.ts, window.chars, window))
         for eid in retro:
             self._retract(eid, wall_now, out)
         source = r.record.source
         if verdict is not None:
-            if already_held:
-                self._held[source.tp].release(source.offset)
+            self._held[source.tp].release(source.offset)
             self._quarantine(out, r.record, verdict, self._reason_detail(verdict, r, window), wall_now, r.event)
             return
         e = r.event
         window.ledger.apply(e.user_id, e.reaction, e.action, r.ts, str(source), e.event_id)
         window.accepted[e.event_id] = r
         self._accepted_in[e.event_id] = e.response_id
-        if not already_held:
-            self._held[source.tp].hold(source.offset)
 
     def _retract(self, event_id: str, wall_now: float, out: Landing) -> None:
         """Quarantine an already accepted reaction that a later burst proved coordinated."""
@@ -415,6 +433,9 @@ class AttributionEngine:
         if wm is None or wm == self._last_close_at:
             return
         self._last_close_at = wm
+        pending = self._pending
+        while pending and pending[0][0] <= wm:
+            self._route(heapq.heappop(pending)[2], wall_now, out)
         for rid in self._windows.pop_due(wm):
             self._close(self._open.pop(rid), "watermark", wall_now, out)
         for eid in self._orphan_deadlines.pop_due(wm):

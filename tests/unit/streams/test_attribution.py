@@ -211,7 +211,7 @@ def test_replayed_reaction_of_a_landed_triple_is_recognised():
 def test_filters_quarantine_with_reason():
     filters = FilterSettings(rate_capacity=2, rate_per_s=0.001, ms_per_char=10, min_read_ms=500,
                              daily_cap=100, coordination_enabled=False, low_info_enabled=False)
-    feed, eng = Feed(), engine(filters)
+    feed, eng = one_topic(), engine(filters)
     text = "x" * 300  # 3 s of reading
     out = eng.process(feed.records(
         response("r1", "u1", 0, text=text), reaction("troll", "r1", "u2", 100),
@@ -237,7 +237,7 @@ def test_daily_cap_counts_per_utc_day():
 
 def test_coordinated_burst_is_quarantined_including_earlier_members():
     filters = NO_FILTERS.model_copy(update={"coordination_enabled": True, "burst_users": 3, "burst_window_s": 10})
-    feed, eng = Feed(), engine(filters)
+    feed, eng = one_topic(), engine(filters)
     spam = "Buy SuperWidget now, the best widget!"
     evs = [response(f"r{i}", f"a{i}", 0, text=spam) for i in range(4)]
     evs += [response("rn", "n1", 0, text="an honest answer"), reaction("honest", "rn", "n1", 31)]
@@ -247,7 +247,7 @@ def test_coordinated_burst_is_quarantined_including_earlier_members():
         ("c0", "coordinated"), ("c1", "coordinated"), ("c2", "coordinated"), ("c3", "coordinated")]
     labels = {t.response_id: t.label for t in eng.flush(WALL).triples}
     assert labels == {"r0": 0, "r1": 0, "r2": 0, "r3": 0, "rn": 1}
-    assert eng.checkpoint()[("reactions", 0)] == 5  # retracted reactions are no longer held
+    assert eng.checkpoint() == {("events", 0): 10}  # nothing is held any more
 
 
 def test_constant_lovers_are_downweighted_not_dropped():
@@ -264,3 +264,22 @@ def test_constant_lovers_are_downweighted_not_dropped():
     assert weights == [1.0, 1.0, 1.0, 1.0, 0.1, 0.1, 0.1, 0.1]
     assert [t.weight for t in triples if t.user_id == "normal"] == [1.0]
     assert eng.stats.downweighted == 4
+
+
+def test_per_user_rules_see_reactions_in_event_time_order_across_partitions():
+    # One user's reactions spread over two partitions; the consumer reads partition 1 first.
+    filters = NO_FILTERS.model_copy(update={"rate_enabled": True, "rate_capacity": 2, "rate_per_s": 0.01})
+    eng = engine(filters)
+    eng.expect_sources([("events", 0), ("events", 1)], WALL)  # the worker announces its partitions
+    p0, p1 = Feed("events", "events"), Feed("events", "events")
+    early = [response(f"a{i}", "u1", i * 300) for i in range(3)] + [reaction(f"xa{i}", f"a{i}", "u1", i * 300 + 60)
+                                                                     for i in range(3)]
+    late = [response(f"b{i}", "u1", 2000 + i * 300) for i in range(3)] + [
+        reaction(f"xb{i}", f"b{i}", "u1", 2000 + i * 300 + 60) for i in range(3)]
+    recs1 = [r for r in (p1.record(e, partition=1) for e in late)]
+    recs0 = [r for r in (p0.record(e, partition=0) for e in early)]
+    out = eng.process(recs1 + recs0, WALL)  # partition 1 (later in event time) first
+    out.extend(eng.flush(WALL))
+    # 300 s between reactions refills 3 tokens at 0.01/s: in event-time order nobody is limited
+    assert [q.reason for q in out.quarantine] == []
+    assert sorted(t.label for t in out.triples) == [1] * 6
