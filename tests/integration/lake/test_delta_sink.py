@@ -14,9 +14,8 @@ from deltalake import DeltaTable
 import features.delta_sink as delta_sink
 from features.delta_sink import CHECKPOINT_METADATA_KEY, DeltaLandingSink, transaction_app_id
 from features.lake_reader import history, read_table, table_exists, table_version
-from rluf.errors import LakeError
 from features.lake_schema import CORRECTIONS_TABLE, QUARANTINE_TABLE, TRIPLES_TABLE, table_uri
-from rluf.errors import TableMissingError
+from rluf.errors import LakeError, TableMissingError
 from rluf.ports import LandedTriple
 from rluf.records import Landing
 from rluf.schemas import LabelCorrection, Message, QuarantineRecord, Triple
