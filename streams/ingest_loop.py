@@ -91,6 +91,8 @@ class IngestLoop:
         self._add(self.engine.process(records, now), now)
         if self.engine.stats.events_in + self.engine.stats.below_checkpoint_skipped > before:
             self.last_event_at = now
+            if self.metrics.first_event_at is None:
+                self.metrics.first_event_at = now
 
     def tick(self) -> None:
         """Processing-time timer: let an idle watermark close windows."""
@@ -137,7 +139,7 @@ class IngestLoop:
         done = self._clock()
         latencies = [done - at for at, n in pending.produced_at for _ in range(n)]
         self.metrics.record_landing(len(landing.triples), len(landing.corrections), len(landing.quarantine),
-                                    done - started, latencies, pending.checkpoint)
+                                    done - started, latencies, pending.checkpoint, done)
         self._landed_checkpoint = pending.checkpoint
         return pending.checkpoint
 

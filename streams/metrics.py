@@ -43,9 +43,11 @@ class IngestMetrics:
     latencies_s: deque[float] = field(default_factory=lambda: deque(maxlen=_LATENCY_SAMPLES))
     lag: dict[TopicPartition, int] = field(default_factory=dict)
     checkpoint: dict[TopicPartition, int] = field(default_factory=dict)
+    first_event_at: float | None = None  # wall clock, for throughput without start-up time
+    last_landing_at: float | None = None
 
     def record_landing(self, triples: int, corrections: int, quarantine: int, seconds: float,
-                       latencies: list[float], checkpoint: dict[TopicPartition, int]) -> None:
+                       latencies: list[float], checkpoint: dict[TopicPartition, int], landed_at: float) -> None:
         self.landings += 1
         self.rows_landed["triples"] += triples
         self.rows_landed["corrections"] += corrections
@@ -53,6 +55,8 @@ class IngestMetrics:
         self.land_seconds += seconds
         self.latencies_s.extend(latencies)
         self.checkpoint = dict(checkpoint)
+        if triples or corrections or quarantine:
+            self.last_landing_at = landed_at
 
     def snapshot(self, engine_stats: dict[str, Any], gauges: dict[str, Any], now: float) -> dict[str, Any]:
         lat = list(self.latencies_s)
@@ -69,6 +73,8 @@ class IngestMetrics:
             "consumer_lag": {f"{t}:{p}": v for (t, p), v in sorted(self.lag.items())},
             "consumer_lag_total": sum(self.lag.values()),
             "checkpoint": {f"{t}:{p}": v for (t, p), v in sorted(self.checkpoint.items())},
+            "first_event_at": self.first_event_at,
+            "last_landing_at": self.last_landing_at,
         }
 
     def write(self, snapshot: dict[str, Any]) -> None:
