@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 
 import typer
+import yaml
 from pydantic import ValidationError
 
 from rluf.errors import RlufError
@@ -20,6 +21,8 @@ from rluf.schemas import first_error
 from rluf.settings import load_settings
 
 __all__ = ["app", "main"]
+
+_NOISY_LOGGERS = ("kafka", "aiokafka", "faust", "mode", "apache_beam", "feast", "great_expectations", "deepspeed")
 
 app = typer.Typer(
     name="rluf",
@@ -43,11 +46,19 @@ def root(
         level=logging.INFO if verbose else logging.WARNING,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    if not verbose:  # client libraries log every retry; rluf reports the outcome on one line
+        for name in _NOISY_LOGGERS:
+            logging.getLogger(name).setLevel(logging.CRITICAL)
     config_file = config or (Path(os.environ["RLUF_CONFIG"]) if os.environ.get("RLUF_CONFIG") else None)
     try:
         ctx.obj = load_settings(config_file)
     except FileNotFoundError as exc:
         raise RlufError(f"config file {exc} does not exist") from exc
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f":{mark.line + 1}" if mark is not None else ""
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise RlufError(f"config file {config_file}{where} is not valid YAML: {problem}") from exc
 
 
 @app.command("demo")
