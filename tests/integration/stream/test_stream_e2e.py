@@ -79,6 +79,19 @@ def effective_labels(home: Path) -> dict[str, int]:
     return labels
 
 
+def quarantine_topic(kafka: KafkaSettings) -> list[dict[str, Any]]:
+    """Every record on the quarantine topic (values decoded)."""
+    from kafka import KafkaConsumer, TopicPartition
+
+    consumer = KafkaConsumer(bootstrap_servers=kafka.servers, enable_auto_commit=False, consumer_timeout_ms=3000)
+    parts = [TopicPartition(kafka.quarantine_topic, p) for p in range(kafka.partitions)]
+    consumer.assign(parts)
+    consumer.seek_to_beginning(*parts)
+    out = [json.loads(m.value) for m in consumer]
+    consumer.close()
+    return out
+
+
 SPAM = "Try MegaCoin today, the only investment you will ever need!"
 WINDOW = {"stream__attribution_window_s": 3600, "stream__allowed_lateness_s": 0, "stream__max_lateness_s": 7200}
 
@@ -112,6 +125,10 @@ def test_exact_triples_corrections_and_quarantine(kafka_settings: KafkaSettings,
         ("duplicate_event", "x1"), ("malformed_json", "-"), ("schema_violation", "-"), ("not_owner", "troll"),
         ("too_fast", "bot"), *[("coordinated", f"cl{i}") for i in range(5)]])
     assert q[q["reason"] == "schema_violation"]["detail"].iloc[0].startswith("reaction.reaction:")
+    mirrored = quarantine_topic(kafka_settings)  # the same rows, mirrored to the quarantine topic
+    assert sorted((m["reason"], m["quarantine_id"]) for m in mirrored) == sorted(
+        zip(q["reason"], q["quarantine_id"], strict=True))
+    assert {m["raw"] for m in mirrored if m["reason"] == "malformed_json"} == {'{"type": "reaction", "event_id": '}
 
     # Phase 2, a new worker process: late reactions against triples that already landed.
     publish(kafka_settings, [reaction("late", "r6", "u6", 200), reaction("lol", "r1", "u1", 300, kind="laugh"),
