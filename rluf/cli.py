@@ -46,6 +46,8 @@ def root(
         level=logging.INFO if verbose else logging.WARNING,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    for handler in logging.getLogger().handlers:  # libraries that reset their own loggers' levels
+        handler.setLevel(logging.INFO if verbose else logging.WARNING)
     if not verbose:  # client libraries log every retry; rluf reports the outcome on one line
         for name in _NOISY_LOGGERS:
             logging.getLogger(name).setLevel(logging.CRITICAL)
@@ -75,9 +77,11 @@ def demo(
 def _register() -> None:
     from features.cli import register as register_features
     from streams.cli import register as register_streams
+    from validation.cli import register as register_validation
 
     register_streams(app)
     register_features(app)
+    register_validation(app)
 
 
 _register()

@@ -179,7 +179,16 @@ class ValidationSettings(_Slice):
     love_rate_max: float = Field(0.6, ge=0, le=1)
     max_user_label_share: float = Field(0.2, gt=0, le=1)
     max_quarantine_rate: float = Field(0.2, ge=0, le=1)
-    freshness_days: float = Field(36_500.0, gt=0)
+    freshness_days: float = Field(36_500.0, gt=0, description="newest window close at most this old")
+    love_rate_jump_factor: float = Field(3.0, gt=1, description="newest day's Love rate vs the trailing days")
+    love_rate_trailing_days: int = Field(7, ge=1)
+    love_rate_jump_min_expected: float = Field(5.0, gt=0, description="judge a day only when it expects >= N Loves")
+    user_share_min_labels: int = Field(20, ge=1, description="check per-user label shares from this many Loves")
+    response_max_chars: int = Field(20_000, ge=1)
+    response_length_mostly: float = Field(0.99, gt=0, le=1)
+    response_median_chars_min: float = Field(2.0, ge=0)
+    response_median_chars_max: float = Field(8000.0, gt=0)
+    raw_events_mostly: float = Field(0.98, gt=0, le=1, description="share of raw events each rule must hold for")
 
 
 class TrainingSettings(_Slice):

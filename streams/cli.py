@@ -226,6 +226,32 @@ def stream_stats(ctx: typer.Context, as_json: bool = typer.Option(False, "--json
         typer.echo(f"    quarantined {reason:<20} {count}")
 
 
+def backfill(
+    ctx: typer.Context,
+    source: str = typer.Argument(..., help="Events as JSONL or parquet (local path, s3:// or gs://)."),
+    runner: str = typer.Option("DirectRunner", "--runner", help="Beam runner: DirectRunner, FlinkRunner, ..."),
+) -> None:
+    """Run the same attribution code as the stream worker over a file, on Apache Beam.
+
+    Options rluf does not know (e.g. --flink_master=host:8081) go to Beam unchanged.
+    """
+    from streams.beam_pipeline import run_backfill
+
+    s = _settings(ctx)
+    started = time.perf_counter()
+
+    def progress(snap: dict[str, object]) -> None:
+        typer.echo(f"[{time.perf_counter() - started:7.1f}s] lines {snap.get('lines')}  events {snap.get('events_in')}"
+                   f"  triples {snap.get('triples_out')}  corrections {snap.get('corrections_out')}"
+                   f"  quarantined {snap.get('quarantined_total')}", err=True)
+
+    result = run_backfill(s, source, runner=runner, pipeline_args=list(ctx.args), on_progress=progress)
+    reasons = ", ".join(f"{k} {v}" for k, v in sorted(result.quarantined.items())) or "none"
+    typer.echo(f"backfill of {result.source} on {result.runner}: {result.lines} lines, {result.triples} triples, "
+               f"{result.corrections} corrections, quarantined {result.quarantined_total} ({reasons}) "
+               f"in {result.seconds:.1f} s")
+
+
 def register(app: typer.Typer) -> None:
     """Attach the streaming commands to the root CLI."""
     app.add_typer(broker_app, name="broker")
@@ -233,3 +259,4 @@ def register(app: typer.Typer) -> None:
     app.add_typer(stream_app, name="stream")
     app.command("replay")(replay)
     app.command("simulate")(simulate)
+    app.command("backfill", context_settings={"allow_extra_args": True, "ignore_unknown_options": True})(backfill)
