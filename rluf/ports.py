@@ -12,7 +12,7 @@ from typing import Protocol
 
 from rluf.records import Landing, TopicPartition
 
-__all__ = ["LandedTriple", "RestoredState", "LandingSink", "QuarantinePublisher"]
+__all__ = ["LandedTriple", "LandingObserver", "LandingSink", "QuarantinePublisher", "RestoredState"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,6 +53,12 @@ class LandingSink(Protocol):
     def restore(self, *, horizon_s: float) -> RestoredState:
         """Return resume positions and the closed responses within ``horizon_s`` of the newest."""
         ...
+
+
+class LandingObserver(Protocol):
+    """Told about every landing after it is durable (e.g. the feature store's push source)."""
+
+    def on_landing(self, landing: Landing, *, watermark: float | None) -> None: ...
 
 
 class QuarantinePublisher(Protocol):

@@ -62,6 +62,7 @@ QuarantineReason = Literal[
     "too_fast",              # faster than a human could read the answer
     "daily_cap",             # per-user daily reaction cap exceeded
     "coordinated",           # part of a burst of many users Loving the same answer
+    "low_reputation",        # the user's reputation in the feature store is below the minimum
 ]
 QUARANTINE_REASONS: tuple[str, ...] = QuarantineReason.__args__  # type: ignore[attr-defined]
 

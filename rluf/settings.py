@@ -126,6 +126,10 @@ class FilterSettings(_Slice):
     coordination_enabled: bool = True
     burst_users: int = Field(5, ge=2, description="distinct users Loving the same answer ...")
     burst_window_s: float = Field(30.0, gt=0, description="... within this many seconds")
+    reputation_enabled: bool = Field(True, description="consult user reputation in the feature store")
+    min_reputation: float = Field(
+        0.3, ge=0, le=1, description="reactions of users whose reputation is below this are quarantined"
+    )
     low_info_enabled: bool = True
     low_info_min_events: int = Field(20, ge=1, description="closed windows before judging a user")
     low_info_love_rate: float = Field(0.8, gt=0, le=1, description="Love rate above which a user is constant")
@@ -167,6 +171,7 @@ class FeatureSettings(_Slice):
     repo_dir: str | None = Field(None, description="default: <data_home>/feature_repo")
     project: str = "rluf"
     online_store: Literal["sqlite", "redis"] = "sqlite"
+    push_enabled: bool = Field(True, description="the stream worker pushes fresh user stats (needs an applied repo)")
     redis_connection_string: str = "127.0.0.1:6379"
     reputation_cache_s: float = Field(60.0, ge=0)
 

@@ -19,7 +19,7 @@ from __future__ import annotations
 import heapq
 import logging
 from collections import Counter, deque
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Literal
@@ -159,14 +159,16 @@ class AttributionEngine:
         stream: Window, lateness and watermark settings.
         filters: Adversarial-filter settings.
         restored: What the lake says already landed (worker restart); None for a fresh start.
+        reputation: Optional user reputation lookup (the feature store's online store).
     """
 
     def __init__(
-        self, stream: StreamSettings, filters: FilterSettings, restored: RestoredState | None = None
+        self, stream: StreamSettings, filters: FilterSettings, restored: RestoredState | None = None, *,
+        reputation: Callable[[str], float] | None = None,
     ) -> None:
         self._cfg = stream
         self._watermark = Watermark(stream.allowed_lateness_s, stream.idle_advance, stream.idle_source_s)
-        self._filter = ReactionFilter(filters)
+        self._filter = ReactionFilter(filters, reputation)
         self._low_info = LowInformationTracker(
             filters.low_info_min_events, filters.low_info_love_rate, filters.low_info_weight,
             enabled=filters.low_info_enabled,
@@ -419,6 +421,8 @@ class AttributionEngine:
             return f"ts: reacted {r.ts - window.ts:.2f} s after a {window.chars}-char answer"
         if reason == "coordinated":
             return "part of a burst of Loves on the same answer text"
+        if reason == "low_reputation":
+            return f"user_id: {user} has a reputation below the minimum"
         return f"user_id: {user} exceeded the {reason.replace('_', ' ')}"
 
     # ------------------------------------------------------------------ closing

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 
 __all__ = ["FILTER_REASONS", "FilterScores", "score_filter"]
 
-FILTER_REASONS = frozenset({"not_owner", "too_fast", "rate_limited", "daily_cap", "coordinated"})
+FILTER_REASONS = frozenset({"not_owner", "too_fast", "rate_limited", "daily_cap", "coordinated", "low_reputation"})
 
 
 @dataclass(frozen=True)

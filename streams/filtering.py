@@ -8,6 +8,9 @@ clock), so a replay or a backfill reaches the same verdicts as the live stream:
 * ``rate_limited``-- the user's token bucket is empty (bursts of reactions);
 * ``daily_cap``   -- the user already reacted ``daily_cap`` times this UTC day;
 * ``coordinated`` -- many distinct users Love the same answer text within seconds;
+* ``low_reputation`` -- the user's reputation (share of their recent reactions that were
+  not quarantined, from the feature store's online store) is below ``min_reputation``: the
+  memory of a user's past that outlives a worker restart;
 * low information -- a user who Loves nearly everything is not quarantined, but the
   triples of that user get a small weight (their Love carries little information).
 """
@@ -16,6 +19,7 @@ from __future__ import annotations
 
 import hashlib
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from rluf.schemas import QuarantineReason
@@ -148,9 +152,16 @@ class LowInformationTracker:
 
 @dataclass(slots=True)
 class ReactionFilter:
-    """All quarantine rules for reactions, in a fixed order, with their state."""
+    """All quarantine rules for reactions, in a fixed order, with their state.
+
+    Args:
+        cfg: Thresholds and switches.
+        reputation: User id -> reputation in [0, 1] (an I/O port, cached by the caller);
+            None skips the rule (unit tests, the backfill, no feature store).
+    """
 
     cfg: FilterSettings
+    reputation: Callable[[str], float] | None = None
     _buckets: dict[str, TokenBucket] = field(default_factory=dict)
     _daily: dict[tuple[str, int], int] = field(default_factory=dict)
     coordination: CoordinationDetector = field(init=False)
@@ -173,6 +184,8 @@ class ReactionFilter:
                 return "coordinated", [e for e in burst if e != r.event_id]
         if cfg.owner_only and r.user_id != r.owner_id:
             return "not_owner", []
+        if cfg.reputation_enabled and self.reputation is not None and self.reputation(r.user_id) < cfg.min_reputation:
+            return "low_reputation", []
         if (
             cfg.too_fast_enabled
             and r.action == "add"

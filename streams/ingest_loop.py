@@ -13,10 +13,10 @@ from __future__ import annotations
 import gc
 import logging
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 
-from rluf.ports import LandingSink, QuarantinePublisher
+from rluf.ports import LandingObserver, LandingSink, QuarantinePublisher
 from rluf.records import InputRecord, Landing, TopicPartition
 from rluf.settings import FilterSettings, StreamSettings
 from streams.attribution import AttributionEngine
@@ -46,6 +46,7 @@ class PendingLanding:
     landing: Landing
     checkpoint: dict[TopicPartition, int]
     produced_at: list[tuple[float, int]] = field(default_factory=list)  # (wall time, triples then)
+    watermark: float | None = None  # event time the landing is complete up to
 
     def __len__(self) -> int:
         return len(self.landing)
@@ -60,11 +61,16 @@ class IngestLoop:
         sink: Where landings go (Delta in production, a list in unit tests).
         publisher: Optional mirror of quarantined records to the quarantine topic.
         metrics: Counters and latency samples; written to a file by the driver.
+        observers: Told about each landing once it is durable (feature-store push); a
+            failing observer is logged and skipped: derived features can be rebuilt from
+            the lake, the triples cannot be re-ingested.
+        reputation: Optional user-reputation lookup for the filter (cached by the caller).
         clock: Wall clock (injectable for tests).
     """
 
     def __init__(self, stream: StreamSettings, filters: FilterSettings, sink: LandingSink, *,
                  publisher: QuarantinePublisher | None = None, metrics: IngestMetrics | None = None,
+                 observers: Sequence[LandingObserver] = (), reputation: Callable[[str], float] | None = None,
                  clock: Callable[[], float] = time.time) -> None:
         self._cfg = stream
         self._sink = sink
@@ -73,7 +79,9 @@ class IngestLoop:
         restored = sink.restore(horizon_s=stream.attribution_window_s + stream.max_lateness_s)
         self.restored_checkpoint: dict[TopicPartition, int] = dict(restored.checkpoint)
         logger.info("restored %d closed responses, checkpoint %s", len(restored.closed), restored.checkpoint)
-        self.engine = AttributionEngine(stream, filters, restored)
+        self.engine = AttributionEngine(stream, filters, restored, reputation=reputation)
+        self._observers = list(observers)
+        self.observer_failures = 0
         self.metrics = metrics or IngestMetrics(path=None, started_at=clock())
         self._pending = Landing()
         self._produced: list[tuple[float, int]] = []
@@ -125,7 +133,7 @@ class IngestLoop:
 
     def cut(self) -> PendingLanding:
         """Detach the pending output with the resume positions that cover it."""
-        pending = PendingLanding(self._pending, self.engine.checkpoint(), self._produced)
+        pending = PendingLanding(self._pending, self.engine.checkpoint(), self._produced, self.engine.watermark)
         self._pending, self._produced, self._pending_since = Landing(), [], None
         return pending
 
@@ -136,6 +144,12 @@ class IngestLoop:
         self._sink.land(landing, checkpoint=pending.checkpoint)
         if self._publisher is not None and landing.quarantine:
             self._publisher.publish(landing.quarantine)
+        for observer in self._observers:
+            try:
+                observer.on_landing(landing, watermark=pending.watermark)
+            except Exception as exc:  # any failure: see the class docstring
+                self.observer_failures += 1
+                logger.warning("landing observer %s failed: %s", type(observer).__name__, exc)
         done = self._clock()
         latencies = [done - at for at, n in pending.produced_at for _ in range(n)]
         self.metrics.record_landing(len(landing.triples), len(landing.corrections), len(landing.quarantine),

@@ -10,10 +10,13 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Literal
 
 from features.delta_sink import DeltaLandingSink
+from rluf.ports import LandingObserver
+from rluf.records import Landing
 from rluf.settings import Settings
 from streams.batch_worker import RunOutcome, run_batch_worker
 from streams.ingest_loop import IngestLoop, tune_gc_for_streaming
@@ -21,7 +24,7 @@ from streams.kafka_admin import ensure_topics, wait_for_kafka
 from streams.kafka_producer import EventPublisher
 from streams.metrics import IngestMetrics
 
-__all__ = ["QuarantineMirror", "metrics_path", "run_stream"]
+__all__ = ["FeatureStorePush", "QuarantineMirror", "feature_hooks", "metrics_path", "run_stream"]
 
 logger = logging.getLogger(__name__)
 
@@ -35,6 +38,41 @@ class QuarantineMirror:
     def publish(self, records: Sequence[object]) -> None:
         self._publisher.publish_quarantine(records)  # type: ignore[arg-type]
         self._publisher.flush()
+
+
+class FeatureStorePush:
+    """Keeps the feature store's user statistics fresh from each landing (its push source)."""
+
+    def __init__(self, settings: Settings) -> None:
+        from features.feast_repo import UserStatsPusher
+
+        self._pusher = UserStatsPusher(settings)
+        restored = self._pusher.restore()
+        logger.info("feature push: %d recent activities restored", restored)
+
+    def on_landing(self, landing: Landing, *, watermark: float | None) -> None:
+        at = datetime.fromtimestamp(watermark, tz=UTC) if watermark is not None else None
+        self._pusher.on_landing(landing, watermark=at)
+
+
+def feature_hooks(settings: Settings) -> tuple[list[LandingObserver], Callable[[str], float] | None]:
+    """The feature-store push and the reputation lookup, when a feature repo has been applied.
+
+    Without one (`rluf features apply` not run) the worker ingests as before; it says so.
+    """
+    if not (settings.feature_repo_dir / "feature_store.yaml").is_file():
+        logger.warning("no feature repository at %s: no user-stats push, no reputation rule "
+                       "(run `rluf features apply`)", settings.feature_repo_dir)
+        return [], None
+    observers: list[LandingObserver] = []
+    reputation: Callable[[str], float] | None = None
+    if settings.features.push_enabled:
+        observers.append(FeatureStorePush(settings))
+    if settings.filters.reputation_enabled:
+        from features.reputation import ReputationLookup
+
+        reputation = ReputationLookup.from_settings(settings)
+    return observers, reputation
 
 
 def metrics_path(settings: Settings) -> Path:
@@ -59,7 +97,9 @@ def run_stream(settings: Settings, *, driver: Literal["faust", "batch"] | None =
                             app_id=kafka.consumer_group)
     with EventPublisher(kafka) as publisher:
         metrics = IngestMetrics(path=metrics_path(settings), started_at=time.time())
-        loop = IngestLoop(stream, settings.filters, sink, publisher=QuarantineMirror(publisher), metrics=metrics)
+        observers, reputation = feature_hooks(settings)
+        loop = IngestLoop(stream, settings.filters, sink, publisher=QuarantineMirror(publisher), metrics=metrics,
+                          observers=observers, reputation=reputation)
         tune_gc_for_streaming()
         if chosen == "faust":
             from streams.faust_app import run_faust_worker
