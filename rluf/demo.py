@@ -76,6 +76,7 @@ def run_demo(settings: Settings, echo: Callable[[str], None], *, responses: int 
         echo(f"   Tansu pid {info.pid} at {info.bootstrap_servers} (memory storage; log {info.log_path})")
     try:
         _stream_stage(run, responses)
+        _feature_stage(run)
     finally:
         stop_broker(broker_dir, timeout_s=settings.broker.stop_timeout_s)
         echo("\n== broker stopped")
@@ -108,3 +109,24 @@ def _stream_stage(run: DemoRun, responses: int | None) -> None:
         for line in scores.lines():
             echo(f"   {line}")
         echo(f"   triples {len(t)}, Love rate {t['label'].mean():.4f}, quarantined {len(q)}")
+
+
+def _feature_stage(run: DemoRun) -> None:
+    s, echo, work = run.settings, run.echo, run.work
+    oasst = work / "oasst.events.jsonl"
+    with run.step("6. real data: OpenAssistant replies and their +1 reactions, as wire events"):
+        _rluf(s, "import", "oasst", "--out", str(oasst))
+    with run.step("7. Beam backfill of the real data through the same attribution code, into the same lake"):
+        _rluf(s, "backfill", str(oasst))
+    with run.step("8. feature store: apply the Feast repo, materialize, query online"):
+        _rluf(s, "features", "apply")
+        _rluf(s, "features", "materialize")
+        from features.lake_reader import read_table
+
+        t = read_table(s.lake_root, "triples", columns=["user_id", "label"])
+        top = t[t["label"] == 1]["user_id"].value_counts().index[:2].tolist()
+        _rluf(s, "features", "query", "--online", "user", *top)
+    with run.step("9. data-quality gate (Great Expectations; HTML Data Docs)"):
+        _rluf(s, "validate", "data")
+    with run.step("10. point-in-time training set at the current Delta version"):
+        _rluf(s, "features", "training-set", "--out", str(s.data_home / "training_sets" / "demo"))
