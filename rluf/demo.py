@@ -112,7 +112,7 @@ def _stream_stage(run: DemoRun, responses: int | None) -> None:
 
 
 def _feature_stage(run: DemoRun) -> None:
-    s, echo, work = run.settings, run.echo, run.work
+    s, work = run.settings, run.work
     oasst = work / "oasst.events.jsonl"
     with run.step("6. real data: OpenAssistant replies and their +1 reactions, as wire events"):
         _rluf(s, "import", "oasst", "--out", str(oasst))
