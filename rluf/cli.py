@@ -75,6 +75,7 @@ def demo(
 
 
 def _register() -> None:
+    from deploy.cli import register as register_deploy
     from features.cli import register as register_features
     from streams.cli import register as register_streams
     from validation.cli import register as register_validation
@@ -82,6 +83,7 @@ def _register() -> None:
     register_streams(app)
     register_features(app)
     register_validation(app)
+    register_deploy(app)
 
 
 _register()

@@ -205,6 +205,8 @@ class TrainingSettings(_Slice):
     epochs: float = Field(1.0, gt=0)
     lr: float = Field(5e-5, gt=0)
     positive_rate: float = Field(0.10, gt=0, lt=1, description="upsample positives to this rate")
+    max_steps: int | None = Field(None, ge=1, description="stop after this many optimizer steps (CPU demo runs)")
+    processes: int = Field(1, ge=1, description="training processes on this host (>1: torchrun, gloo on CPU)")
     zero_stage: int = Field(1, ge=0, le=3)
     deepspeed_config: str = "training/deepspeed/zero1.json"
     seed: int = 13
@@ -223,6 +225,7 @@ class RetrainSettings(_Slice):
     min_new_triples: int = Field(1000, ge=1)
     max_age_s: float = Field(86_400.0, gt=0)
     promote_margin: float = Field(0.005, ge=0, description="AUROC the new model must gain")
+    min_auroc: float = Field(0.55, ge=0, le=1, description="no model below this AUROC is ever served")
     max_ece: float = Field(0.05, gt=0)
     interval_s: float = Field(3600.0, gt=0)
 

@@ -109,7 +109,7 @@ def encode_inputs(
         raise ValueError(f"`max_length` {max_length} leaves no room for a context and a response")
     texts = [render_context(c) for c in contexts]
     resp = [str(r) for r in responses]
-    enc = tokenizer(resp, add_special_tokens=False, return_offsets_mapping=True)
+    enc = tokenizer(resp, add_special_tokens=False, return_offsets_mapping=True, verbose=False)
     for i, (ids, offsets) in enumerate(zip(enc["input_ids"], enc["offset_mapping"], strict=True)):
         if len(ids) >= budget:  # the response alone fills the budget: cut its tail, no context
             resp[i] = resp[i][: offsets[budget - 1][1]]

@@ -206,6 +206,7 @@ def config_from_settings(settings: TrainingSettings, **overrides: Any) -> Reward
         "zero_stage": settings.zero_stage,
         "deepspeed_config": ds,
         "seed": settings.seed,
+        "max_steps": settings.max_steps,
     }
     values.update(overrides)
     return RewardTrainingConfig(**values)

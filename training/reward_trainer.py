@@ -36,6 +36,7 @@ from tqdm.auto import tqdm
 from transformers import PreTrainedTokenizerBase
 
 from rluf.errors import ConfigError, DataQualityError
+from validation.plots import loss_curve
 
 from .calibration import (
     Calibration,
@@ -58,7 +59,6 @@ from .distributed import (
     step_seed,
     world_size,
 )
-from .loss_curve import plot_loss_curve
 from .plove_model import PLoveModel
 from .reward_config import RewardTrainingConfig, load_deepspeed_config
 
@@ -419,7 +419,7 @@ class RewardTrainer:
         if rank() != 0:
             return
         if cfg.loss_curve:
-            result.loss_curve = plot_loss_curve(result.train_losses, result.evals, out / "loss_curve.png",
+            result.loss_curve = loss_curve(result.train_losses, result.evals, out / "loss_curve.png",
                                                 title=f"P[Love] reward model ({self.objective})",
                                                 metric=self.eval_metric)
         (out / "metrics.json").write_text(json.dumps(

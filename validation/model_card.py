@@ -107,12 +107,13 @@ def promotion_decision(
     *,
     margin: float,
     max_ece: float,
+    min_auroc: float = 0.0,
 ) -> Decision:
     """Decide whether `candidate` should replace `current` as the serving reward model.
 
-    Promote only if the candidate's AUROC beats the current model's by at least `margin`
-    (any AUROC passes when there is no current model) and the candidate's ECE is at most
-    `max_ece`. A missing or NaN metric fails its check: the gate never promotes on
+    Promote only if the candidate's AUROC is at least `min_auroc` (a first model must beat
+    chance to serve at all), beats the current model's by at least `margin`, and the
+    candidate's ECE is at most `max_ece`. A missing or NaN metric fails its check: the gate never promotes on
     numbers it could not see.
 
     Args:
@@ -122,6 +123,7 @@ def promotion_decision(
             model is serving yet.
         margin: AUROC the candidate must gain (``RetrainSettings.promote_margin``).
         max_ece: Largest acceptable expected calibration error (``RetrainSettings.max_ece``).
+        min_auroc: Smallest AUROC any serving model may have (``RetrainSettings.min_auroc``).
 
     Returns:
         The `Decision`.
@@ -139,6 +141,8 @@ def promotion_decision(
     cand_auroc = _metric(candidate, "auroc")
     if cand_auroc is None:
         reasons.append(_missing(candidate, "auroc", "candidate"))
+    elif cand_auroc < min_auroc:
+        reasons.append(f"auroc {cand_auroc:.4f} is below min_auroc {min_auroc:.4f}")
     elif current is None:
         passed.append(f"auroc {cand_auroc:.4f}: no current model to beat")
     else:

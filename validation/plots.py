@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Final
 
@@ -113,46 +113,56 @@ def reliability_diagram(
 
 
 def loss_curve(
-    steps: Sequence[int] | npt.ArrayLike,
-    train_loss: Sequence[float] | npt.ArrayLike,
-    val_points: Sequence[tuple[int, float]],
+    train_losses: Sequence[float],
+    evals: Sequence[Mapping[str, float]],
     path: Path | str,
     *,
-    title: str = "Reward-model loss",
+    title: str = "P[Love] reward model",
+    metric: str = "val_auroc",
 ) -> Path:
-    """Draw the training loss per step and the validation loss where it was measured.
+    """Draw the training loss per step (raw and smoothed), the validation loss and a metric.
 
     Args:
-        steps: Optimizer step of each training-loss value.
-        train_loss: Training loss per step, aligned with `steps`.
-        val_points: ``(step, loss)`` for each validation run; may be empty.
+        train_losses: Training loss of each optimizer step (step i+1 at index i).
+        evals: Evaluations, each with ``step``, ``val_loss`` and optionally ``metric``.
         path: Where to write the PNG.
         title: Figure title.
+        metric: Evaluation key drawn on the right axis (AUROC, or pairwise accuracy).
 
     Returns:
         `path`, as a ``Path``.
-
-    Raises:
-        ValueError: When `steps` and `train_loss` have different lengths.
     """
-    x = np.asarray(steps, dtype=float).reshape(-1)
-    y = np.asarray(train_loss, dtype=float).reshape(-1)
-    if len(x) != len(y):
-        raise ValueError(f"`steps` and `train_loss` must have the same length, got {len(x)} and {len(y)}")
-    fig = Figure(figsize=(7.0, 4.0))
+    fig = Figure(figsize=(8.0, 5.0))
     ax = fig.add_subplot()
-    if len(x):
-        ax.plot(x, y, color=_OBSERVED_COLOR, linewidth=1.2, label="train")
-    if val_points:
-        vx, vy = zip(*sorted(val_points), strict=True)
-        ax.plot(vx, vy, color=_POSITIVE_COLOR, marker="o", linewidth=1.2, label="validation")
-    if not len(x) and not val_points:
+    steps = np.arange(1, len(train_losses) + 1)
+    losses = np.asarray(train_losses, dtype=float)
+    points = sorted(evals, key=lambda e: e["step"])
+    if len(losses):
+        ax.plot(steps, losses, color=_OBSERVED_COLOR, alpha=0.35, linewidth=1, label="train loss")
+        k = min(25, max(3, len(losses) // 10))
+        if len(losses) >= 2 * k:
+            smooth = np.convolve(losses, np.ones(k) / k, mode="valid")
+            ax.plot(steps[k - 1:], smooth, color=_OBSERVED_COLOR, linewidth=2, label=f"train loss ({k}-step mean)")
+    if points:
+        ax.plot([e["step"] for e in points], [e["val_loss"] for e in points], "o-", color=_POSITIVE_COLOR,
+                label="validation loss")
+    if not len(losses) and not points:
         ax.text(0.5, 0.5, "no loss recorded", ha="center", va="center", transform=ax.transAxes)
-    else:
-        ax.legend(loc="upper right", fontsize="small")
-    ax.set_xlabel("Step")
-    ax.set_ylabel("Loss")
+    ax.set_xlabel("optimizer step")
+    ax.set_ylabel("loss")
     ax.set_title(title)
+    handles, labels = ax.get_legend_handles_labels()
+    scored = [e for e in points if e.get(metric) is not None and np.isfinite(e.get(metric, np.nan))]
+    if scored:
+        ax2 = ax.twinx()
+        ax2.plot([e["step"] for e in scored], [e[metric] for e in scored], "s--", color=_NEGATIVE_COLOR,
+                 label=metric.replace("_", " "))
+        ax2.set_ylabel(metric.replace("_", " "))
+        ax2.set_ylim(0.0, 1.0)
+        h2, l2 = ax2.get_legend_handles_labels()
+        handles, labels = handles + h2, labels + l2
+    if handles:
+        ax.legend(handles, labels, loc="upper right", fontsize="small")
     ax.grid(True, alpha=0.3)
     return _save(fig, path)
 

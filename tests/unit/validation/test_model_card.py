@@ -36,7 +36,7 @@ def evaluated(tmp_path: Path) -> tuple[dict, dict[str, Path]]:
     images = {
         IMAGE_CALIBRATION: reliability_diagram(report, tmp_path / "img" / "reliability.png"),
         IMAGE_SCORES: score_histogram(p, y, tmp_path / "img" / "scores.png"),
-        IMAGE_LOSS: loss_curve([1, 2, 3], [0.7, 0.6, 0.5], [(3, 0.55)], tmp_path / "img" / "loss.png"),
+        IMAGE_LOSS: loss_curve([0.7, 0.6, 0.5], [{"step": 3, "val_loss": 0.55}], tmp_path / "img" / "loss.png"),
     }
     return report.as_dict(), images
 
@@ -226,3 +226,10 @@ def test_gate_rejects_bad_thresholds():
         promotion_decision({}, None, margin=-0.1, max_ece=0.05)
     with pytest.raises(ValueError, match="max_ece"):
         promotion_decision({}, None, margin=0.0, max_ece=0.0)
+
+
+def test_a_first_model_must_beat_min_auroc():
+    weak = promotion_decision({"auroc": 0.46, "ece": 0.01}, None, margin=0.005, max_ece=0.05, min_auroc=0.55)
+    assert not weak.promote and weak.reasons == ["auroc 0.4600 is below min_auroc 0.5500"]
+    ok = promotion_decision({"auroc": 0.70, "ece": 0.01}, None, margin=0.005, max_ece=0.05, min_auroc=0.55)
+    assert ok.promote

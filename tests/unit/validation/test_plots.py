@@ -36,8 +36,9 @@ def test_figures_are_deterministic(tmp_path, scored):
     a = score_histogram(p, y, tmp_path / "a.png").read_bytes()
     b = score_histogram(p, y, tmp_path / "b.png").read_bytes()
     assert a == b
-    c = loss_curve([1, 2, 3, 4], [0.9, 0.7, 0.6, 0.55], [(2, 0.75), (4, 0.6)], tmp_path / "c.png").read_bytes()
-    d = loss_curve([1, 2, 3, 4], [0.9, 0.7, 0.6, 0.55], [(4, 0.6), (2, 0.75)], tmp_path / "d.png").read_bytes()
+    evals = [{"step": 2, "val_loss": 0.75, "val_auroc": 0.6}, {"step": 4, "val_loss": 0.6, "val_auroc": 0.7}]
+    c = loss_curve([0.9, 0.7, 0.6, 0.55], evals, tmp_path / "c.png").read_bytes()
+    d = loss_curve([0.9, 0.7, 0.6, 0.55], evals[::-1], tmp_path / "d.png").read_bytes()
     assert c == d
     assert b"matplotlib" not in a  # no version stamp in the PNG metadata
 
@@ -57,13 +58,11 @@ def test_degenerate_inputs_still_draw(tmp_path):
     assert report.calibration is None
     assert reliability_diagram(report, tmp_path / "r.png").read_bytes().startswith(PNG_MAGIC)
     assert reliability_diagram([], tmp_path / "r2.png").exists()
-    assert loss_curve([], [], [], tmp_path / "l.png").exists()
+    assert loss_curve([], [], tmp_path / "l.png").exists()
     assert score_histogram([], [], tmp_path / "s.png").exists()
     assert score_histogram([0.5, 0.5, float("nan")], [1, 1, 0], tmp_path / "s2.png").exists()
 
 
 def test_misaligned_inputs_raise(tmp_path):
-    with pytest.raises(ValueError, match="same length"):
-        loss_curve([1, 2], [0.5], [], tmp_path / "l.png")
     with pytest.raises(ValueError, match="same length"):
         score_histogram([0.1, 0.2], [1], tmp_path / "s.png")
