@@ -15,6 +15,8 @@ export TRANSFORMERS_OFFLINE := 1
 export DS_ACCELERATOR := cpu
 export TOKENIZERS_PARALLELISM := false
 export PYTHONDONTWRITEBYTECODE := 1
+# DeepSpeed JIT-builds one small CPU op on first use (~30 s); keep it with the venv.
+export TORCH_EXTENSIONS_DIR := $(abspath $(VENV))/torch_extensions
 DEMO_HOME := .rluf/demo
 
 .PHONY: help setup demo test test-unit test-integration bench lint clean
@@ -51,6 +53,9 @@ test-unit: setup
 
 bench: setup
 	$(BIN)/python -m bench.ingest
+	$(BIN)/python -m bench.features
+	$(BIN)/python -m bench.reward
+	@echo "longer paper checks: python -m bench.appendix_e, python -m bench.plove_oasst (docs/paper-checks.md)"
 
 lint: setup
 	$(BIN)/ruff check .
