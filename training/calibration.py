@@ -34,7 +34,6 @@ __all__ = [
     "fit_temperature",
     "apply_calibration",
     "binary_log_loss",
-    "expected_calibration_error",
 ]
 
 logger = logging.getLogger(__name__)
@@ -205,26 +204,3 @@ def apply_calibration(
     """
     z = np.asarray(logits, dtype=np.float64) / calibration.temperature + calibration.shift
     return np.asarray(expit(z), dtype=np.float64) if output == "probs" else z
-
-
-def expected_calibration_error(
-    probs: ArrayLike, labels: ArrayLike, weights: ArrayLike | None = None, *, n_bins: int = 15
-) -> float:
-    """Return the weighted expected calibration error over ``n_bins`` equal-width bins.
-
-    ECE = sum over bins of (bin weight share) * |mean predicted - observed rate|.
-    """
-    p = np.asarray(probs, dtype=np.float64)
-    y = np.asarray(labels, dtype=np.float64)
-    w = np.ones_like(p) if weights is None else np.asarray(weights, dtype=np.float64)
-    total = float(w.sum())
-    if p.size == 0 or total <= 0:
-        return float("nan")
-    bins = np.minimum((p * n_bins).astype(int), n_bins - 1)
-    ece = 0.0
-    for b in range(n_bins):
-        mask = bins == b
-        wb = float(w[mask].sum())
-        if wb > 0:
-            ece += wb / total * abs(float((w[mask] * p[mask]).sum()) / wb - float((w[mask] * y[mask]).sum()) / wb)
-    return ece

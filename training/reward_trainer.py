@@ -36,13 +36,13 @@ from tqdm.auto import tqdm
 from transformers import PreTrainedTokenizerBase
 
 from rluf.errors import ConfigError, DataQualityError
+from validation import metrics
 from validation.plots import loss_curve
 
 from .calibration import (
     Calibration,
     apply_calibration,
     binary_log_loss,
-    expected_calibration_error,
     fit_temperature,
     weighted_rate,
 )
@@ -62,7 +62,7 @@ from .distributed import (
 from .plove_model import PLoveModel
 from .reward_config import RewardTrainingConfig, load_deepspeed_config
 
-__all__ = ["RewardTrainer", "TrainResult", "weighted_bce", "auroc"]
+__all__ = ["RewardTrainer", "TrainResult", "weighted_bce"]
 
 logger = logging.getLogger(__name__)
 
@@ -130,14 +130,15 @@ def weighted_bce(logits: torch.Tensor, labels: torch.Tensor, weights: torch.Tens
     return (weights * F.binary_cross_entropy_with_logits(logits, labels, reduction="none")).mean()
 
 
-def auroc(scores: np.ndarray, labels: np.ndarray, weights: np.ndarray | None = None) -> float:
-    """Weighted ROC AUC; NaN when the split has a single class."""
-    from sklearn.metrics import roc_auc_score
+def _auroc(scores: np.ndarray, labels: np.ndarray, weights: np.ndarray | None = None) -> float:
+    """Weighted ROC AUC (validation.metrics); NaN when the split has a single class."""
+    value = metrics.auroc(scores, labels, weights=weights)
+    return float("nan") if value is None else value
 
-    y = np.asarray(labels)
-    if y.size == 0 or y.min() == y.max():
-        return float("nan")
-    return float(roc_auc_score(y, scores, sample_weight=weights))
+
+def _ece(probs: np.ndarray, labels: np.ndarray, weights: np.ndarray) -> float:
+    cal = metrics.expected_calibration_error(probs, labels, weights=weights)
+    return float("nan") if cal is None else cal.ece
 
 
 class RewardTrainer:
@@ -210,7 +211,7 @@ class RewardTrainer:
     def _eval_metrics(self, out: Outputs, calibration: Calibration) -> dict[str, float]:
         z = apply_calibration(out["logits"], calibration, output="logits")
         return {"val_loss": binary_log_loss(z, out["labels"], out["weights"]),
-                "val_auroc": auroc(out["logits"], out["labels"], out["weights"])}
+                "val_auroc": _auroc(out["logits"], out["labels"], out["weights"])}
 
     def _calibrate(self, out: Outputs | None, prepared: _Prepared) -> tuple[Calibration, dict[str, float]]:
         """Prior shift (train -> true rate), then a temperature on validation if asked."""
@@ -229,12 +230,12 @@ class RewardTrainer:
         probs = apply_calibration(out["logits"], cal)
         metrics = {
             "val_rows": float(len(out["logits"])),
-            "val_auroc": auroc(out["logits"], out["labels"], out["weights"]),
+            "val_auroc": _auroc(out["logits"], out["labels"], out["weights"]),
             "val_log_loss_raw": binary_log_loss(out["logits"], out["labels"], out["weights"]),
             "val_log_loss_prior_shift": binary_log_loss(out["logits"] + base.shift, out["labels"], out["weights"]),
             "val_log_loss": binary_log_loss(apply_calibration(out["logits"], cal, output="logits"),
                                             out["labels"], out["weights"]),
-            "val_ece": expected_calibration_error(probs, out["labels"], out["weights"]),
+            "val_ece": _ece(probs, out["labels"], out["weights"]),
             "val_base_rate": weighted_rate(out["labels"], out["weights"]),
             "val_mean_p": float(np.average(probs, weights=out["weights"]) if out["weights"].sum() > 0
                                 else probs.mean()),

@@ -19,7 +19,6 @@ judged against those closed windows in both drivers, by the stream at its flush.
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from collections import Counter
@@ -42,6 +41,7 @@ from streams.filter_eval import score_filter
 from streams.kafka_producer import EventPublisher
 from streams.simulate import simulate, write_simulation
 from streams.text_corpus import template_corpus
+from tests.cli_env import worker_env
 from tests.factories import reaction, response
 
 pytestmark = pytest.mark.integration
@@ -100,21 +100,8 @@ def backfill_settings(home: Path, **stream: float) -> Settings:
                     lake=LakeSettings())
 
 
-def worker_env(kafka: KafkaSettings, home: Path) -> dict[str, str]:
-    env = dict(os.environ)
-    env.update({
-        "RLUF_DATA_HOME": str(home),
-        "RLUF_KAFKA__BOOTSTRAP_SERVERS": kafka.bootstrap_servers,
-        "RLUF_KAFKA__RESPONSES_TOPIC": kafka.responses_topic,
-        "RLUF_KAFKA__REACTIONS_TOPIC": kafka.reactions_topic,
-        "RLUF_KAFKA__QUARANTINE_TOPIC": kafka.quarantine_topic,
-        "RLUF_KAFKA__CONSUMER_GROUP": kafka.consumer_group,
-        "RLUF_KAFKA__PARTITIONS": str(kafka.partitions),
-        "RLUF_STREAM__TICK_INTERVAL_S": "0.5",
-        "RLUF_STREAM__STATS_INTERVAL_S": "0.5",
-        **{f"RLUF_STREAM__{k.upper()}": str(v) for k, v in WINDOW.items()},
-    })
-    return env
+def stream_env(kafka: KafkaSettings, home: Path) -> dict[str, str]:
+    return worker_env(kafka, home, **{f"stream__{k}": v for k, v in WINDOW.items()})
 
 
 def triples(root: str) -> list[Triple]:
@@ -173,7 +160,7 @@ def test_stream_and_backfill_land_identical_triples(kafka_settings: KafkaSetting
         pub.flush()
     stream_home = tmp_path / "stream"
     cmd = [*RLUF, "stream", "run", "--driver", "batch", "--until-idle", "3", "--flush"]
-    done = subprocess.run(cmd, env=worker_env(kafka_settings, stream_home), capture_output=True, text=True,
+    done = subprocess.run(cmd, env=stream_env(kafka_settings, stream_home), capture_output=True, text=True,
                           timeout=180, check=False)
     assert done.returncode == 0, done.stderr[-3000:]
 

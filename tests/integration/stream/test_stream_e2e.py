@@ -8,7 +8,6 @@ expected outcome does not depend on how the consumer interleaves the two topics.
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -22,30 +21,13 @@ from features.lake_reader import read_table, table_exists
 from rluf.settings import KafkaSettings
 from streams.kafka_admin import ensure_topics
 from streams.kafka_producer import EventPublisher
+from tests.cli_env import worker_env
 from tests.factories import reaction, response
 
 pytestmark = pytest.mark.integration
 
 DRIVERS = ["batch", "faust"]
 RLUF = [sys.executable, "-m", "rluf"]
-
-
-def worker_env(kafka: KafkaSettings, home: Path, **stream: Any) -> dict[str, str]:
-    env = dict(os.environ)
-    env.update({
-        "RLUF_DATA_HOME": str(home),
-        "RLUF_KAFKA__BOOTSTRAP_SERVERS": kafka.bootstrap_servers,
-        "RLUF_KAFKA__RESPONSES_TOPIC": kafka.responses_topic,
-        "RLUF_KAFKA__REACTIONS_TOPIC": kafka.reactions_topic,
-        "RLUF_KAFKA__QUARANTINE_TOPIC": kafka.quarantine_topic,
-        "RLUF_KAFKA__CONSUMER_GROUP": kafka.consumer_group,
-        "RLUF_KAFKA__PARTITIONS": str(kafka.partitions),
-        "RLUF_STREAM__TICK_INTERVAL_S": "0.5",
-        "RLUF_STREAM__STATS_INTERVAL_S": "0.5",
-    })
-    for key, value in stream.items():
-        env[f"RLUF_{key.upper()}"] = str(value)
-    return env
 
 
 def run_worker(env: dict[str, str], driver: str, *, flush: bool, idle: float = 3.0,
