@@ -77,6 +77,7 @@ def run_demo(settings: Settings, echo: Callable[[str], None], *, responses: int 
     try:
         _stream_stage(run, responses)
         _feature_stage(run)
+        _model_stage(run)
     finally:
         stop_broker(broker_dir, timeout_s=settings.broker.stop_timeout_s)
         echo("\n== broker stopped")
@@ -130,3 +131,37 @@ def _feature_stage(run: DemoRun) -> None:
         _rluf(s, "validate", "data")
     with run.step("10. point-in-time training set at the current Delta version"):
         _rluf(s, "features", "training-set", "--out", str(s.data_home / "training_sets" / "demo"))
+
+
+# A CPU demo trains a few dozen steps on short inputs; `rluf retrain` without these
+# overrides trains the configured epochs (docs/training.md).
+_DEMO_TRAINING = {"RLUF_TRAINING__MAX_STEPS": "60", "RLUF_TRAINING__MAX_LENGTH": "96",
+                  "RLUF_TRAINING__BATCH_SIZE": "16"}
+
+
+def _model_stage(run: DemoRun) -> None:
+    s, echo, work = run.settings, run.echo, run.work
+    env = {k: os.environ.get(k, v) for k, v in _DEMO_TRAINING.items()}
+    with run.step("11. retrain: gate, train P[Love] with DeepSpeed (CPU), evaluate, register, promote if better"):
+        _rluf(s, "retrain", env=env)
+        _rluf(s, "models", "list")
+    with run.step("12. score answers with the served model"):
+        from deploy.registry import ModelRegistry
+        from features.lake_reader import read_table
+
+        served = "production" if ModelRegistry(s.registry, s.data_home).production() is not None else "latest"
+        if served == "latest":
+            echo("   no version passed the promotion gate (see the reasons above): scoring with the latest one")
+        sample = read_table(s.lake_root, "triples", columns=["context", "response", "label"]).head(5)
+        lines = work / "to_score.jsonl"
+        lines.write_text("".join(json.dumps({"context": list(c), "response": r, "label": int(y)}, default=_plain)
+                                 + "\n" for c, r, y in zip(sample["context"], sample["response"], sample["label"],
+                                                            strict=True)))
+        _rluf(s, "score", str(lines), "--model", served)
+
+
+def _plain(value: object) -> object:
+    """JSON for the numpy/pandas values a Delta read returns (context turns come back as dicts)."""
+    if hasattr(value, "tolist"):
+        return value.tolist()
+    return str(value)
