@@ -272,7 +272,7 @@ ASOF LEFT JOIN {user_stats} u
     ON b.user_id = u.user_id AND b.window_closed_at > u.event_timestamp
 LEFT JOIN (SELECT response_id, arg_max(event_timestamp, created) AS event_timestamp, {rfeat}
            FROM rf GROUP BY response_id) r
-    ON b.response_id = r.response_id AND r.event_timestamp < b.window_closed_at;
+    ON b.response_id = r.response_id AND r.event_timestamp <= b.window_closed_at;
 """
 
 
@@ -388,7 +388,7 @@ def _write(
         "columns": [*BASE_COLUMNS, *FEATURE_COLUMNS],
         "point_in_time": {
             USER_STATS_TABLE: "newest row with event_timestamp < window_closed_at (newest created on ties)",
-            RESPONSE_FEATURES_TABLE: "the response's row, event_timestamp (= response ts) < window_closed_at",
+            RESPONSE_FEATURES_TABLE: "the response's row, event_timestamp (= response ts) <= window_closed_at",
             "label": "label at close, replaced by the newest correction in label_corrections at its version",
         },
         "fill_missing": fill_missing,

@@ -88,7 +88,8 @@ class TrainResult:
         model_dir: The saved model (rank 0 of a completed run), loadable with `PLove.load`.
         loss_curve: The PNG (rank 0 of a completed run).
         seconds: Wall time of this call.
-        samples_per_s: Training examples per second over the steps run in this call, all ranks.
+        samples_per_s: Training rows per second over the optimizer steps run in this call (forward,
+            backward, step; not set-up, evaluation or checkpoints), all ranks; a pairwise row is a pair.
     """
 
     steps: int
@@ -182,13 +183,13 @@ class RewardTrainer:
             raise DataQualityError("`train_df` holds non-training rows; pass `split_frame(df)['train']`")
         weights = train_df.get("weight")
         true_rate = weighted_rate(train_df["label"], weights)
+        if not 0.0 < true_rate < 1.0:  # before upsampling, which cannot work on one class
+            raise DataQualityError(f"training split has a single class (weighted positive rate {true_rate:.4f}); "
+                                   "P[Love] needs both loved and not-loved responses")
         if cfg.positive_rate is not None:
             upsampled, train_rate = upsample_positives(train_df, cfg.positive_rate, seed=cfg.seed)
         else:
             upsampled, train_rate = train_df, true_rate
-        if not 0.0 < true_rate < 1.0:
-            raise DataQualityError(f"training split has a single class (weighted positive rate {true_rate:.4f}); "
-                                   "P[Love] needs both loved and not-loved responses")
         val = None
         if val_df is not None and len(val_df):
             check_columns(val_df, ["context", "response", "label"], what="validation split")
@@ -315,12 +316,14 @@ class RewardTrainer:
         bar = tqdm(total=total_steps, initial=state.step, disable=not (cfg.progress_bar and r == 0),
                    desc=f"P[Love] {self.objective}", unit="step", dynamic_ncols=True)
         step, ran = state.step, 0
+        step_seconds = 0.0  # the optimizer steps alone: set-up, evaluation and checkpoints excluded
         last_saved = state.step if resumed_from else -1
         last_eval_out: Outputs | None = None
         last_eval_step = -1
         try:
             while step < stop_at:
                 losses = []
+                step_started = time.perf_counter()
                 for micro in range(gas):
                     m = step * gas + micro
                     torch.manual_seed(step_seed(cfg.seed, m, r))
@@ -328,6 +331,7 @@ class RewardTrainer:
                     engine.backward(loss)
                     engine.step()
                     losses.append(float(loss.detach().item()))
+                step_seconds += time.perf_counter() - step_started
                 step += 1
                 ran += 1
                 train_losses.append(mean_across_ranks(float(np.mean(losses))))
@@ -351,7 +355,8 @@ class RewardTrainer:
             steps=step, total_steps=total_steps, completed=step >= total_steps, resumed_from_step=resumed_from,
             train_losses=train_losses, evals=evals, metrics={}, calibration=cal_now,
             train_rate=prepared.train_rate, true_rate=prepared.true_rate, checkpoint_dir=ckpt_dir,
-            seconds=elapsed, samples_per_s=ran * gas * bs * ws / elapsed if elapsed > 0 else 0.0, world_size=ws,
+            seconds=elapsed, samples_per_s=ran * gas * bs * ws / step_seconds if step_seconds > 0 else 0.0,
+            world_size=ws,
         )
         if not result.completed:
             logger.info("stopped after step %d of %d (stop_after_steps); resume with resume=True", step, total_steps)

@@ -113,6 +113,9 @@ def test_training_split_must_be_clean(tmp_path, vocab_file):
         trainer.train(frame)
     with pytest.raises(DataQualityError, match="lacks columns"):
         trainer.train(split_frame(frame)["train"].drop(columns=["label"]))
+    no_loves = split_frame(frame)["train"].assign(label=0)
+    with pytest.raises(DataQualityError, match="single class"):  # checked before upsampling is attempted
+        trainer.train(no_loves)
 
 
 def test_weighted_bce_and_bradley_terry_losses():
