@@ -180,12 +180,15 @@ def features_training_set(
     version: int | None = typer.Option(None, "--version", help="Triples Delta version (default: newest)."),
     out: Path | None = typer.Option(None, "--out", help="Output folder."),
     rebuild: Path | None = typer.Option(None, "--rebuild", help="Rebuild from a manifest.json (time travel)."),
+    refresh_features: bool = typer.Option(False, "--refresh-features",
+                                          help="Rebuild the feature tables from the lake first."),
 ) -> None:
     """Build a point-in-time-correct training set (parquet + manifest with the Delta versions)."""
     from features.training_set import build_training_set, rebuild_training_set
 
     s = _settings(ctx)
-    ts = rebuild_training_set(rebuild, out=out) if rebuild else build_training_set(s, version=version, out=out)
+    ts = (rebuild_training_set(rebuild, out=out) if rebuild
+          else build_training_set(s, version=version, out=out, refresh_features=refresh_features))
     m = ts.manifest
     typer.echo(f"training set {ts.path} (manifest {ts.manifest_path})")
     typer.echo(f"  Delta versions: {', '.join(f'{k} v{v}' for k, v in ts.versions.items())}")

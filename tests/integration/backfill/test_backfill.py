@@ -42,14 +42,12 @@ from streams.kafka_producer import EventPublisher
 from streams.simulate import simulate, write_simulation
 from streams.text_corpus import template_corpus
 from tests.cli_env import worker_env
-from tests.factories import reaction, response
+from tests.factories import MALFORMED, edge_case_events, reaction, response
 
 pytestmark = pytest.mark.integration
 
 RLUF = [sys.executable, "-m", "rluf"]
 WINDOW = {"attribution_window_s": 3600.0, "allowed_lateness_s": 0.0, "max_lateness_s": 7200.0}
-MALFORMED = b'{"type": "reaction", "event_id": '
-SPAM = "Try MegaCoin today, the only investment you will ever need!"
 COMPARED = ("response_id", "label", "reactions", "weight", "user_id", "conversation_id", "context", "response",
             "extra", "close_reason")
 
@@ -59,17 +57,8 @@ COMPARED = ("response_id", "label", "reactions", "weight", "user_id", "conversat
 
 def equivalence_events() -> list[bytes]:
     """Phase one (t <= 300 s, windows of 3,600 s), the clock (t = 10,000 s), late reactions."""
-    long_text = "A very detailed answer. " * 50  # 1,200 chars: 9.6 s to read at 8 ms/char
     events: list[dict[str, Any] | bytes] = [
-        response("r1", "u1", 0), reaction("x1", "r1", "u1", 60), reaction("x1", "r1", "u1", 60),  # duplicate
-        response("r2", "u2", 0), reaction("x2", "r2", "u2", 60), reaction("x2off", "r2", "u2", 120, action="remove"),
-        reaction("x3", "r3", "u3", 30), response("r3", "u3", 0),                                    # out of order
-        response("r4", "u4", 0), reaction("troll", "r4", "u9", 60),                                 # not the owner
-        response("r5", "u5", 0, text=long_text), reaction("bot", "r5", "u5", 1),                    # too fast
-        response("r6", "u6", 0, unknown_field="kept"),
-        MALFORMED, reaction("hug", "r6", "u6", 50, kind="hug"),         # malformed
-        *[response(f"c{i}", f"a{i}", 0, text=SPAM) for i in range(5)],
-        *[reaction(f"cl{i}", f"c{i}", f"a{i}", 100 + i) for i in range(5)],                       # coordinated
+        *edge_case_events(),
         response("r7", "u7", 10), reaction("ha", "r7", "u7", 70, kind="laugh"),
         reaction("ghost", "nope", "u1", 200),                                                       # no response
         # The clock: both topics move far ahead; every phase-one window closes by watermark.

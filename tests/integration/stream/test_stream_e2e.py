@@ -22,7 +22,7 @@ from rluf.settings import KafkaSettings
 from streams.kafka_admin import ensure_topics
 from streams.kafka_producer import EventPublisher
 from tests.cli_env import worker_env
-from tests.factories import reaction, response
+from tests.factories import MALFORMED, edge_case_events, reaction, response
 
 pytestmark = pytest.mark.integration
 
@@ -74,25 +74,13 @@ def quarantine_topic(kafka: KafkaSettings) -> list[dict[str, Any]]:
     return out
 
 
-SPAM = "Try MegaCoin today, the only investment you will ever need!"
 WINDOW = {"stream__attribution_window_s": 3600, "stream__allowed_lateness_s": 0, "stream__max_lateness_s": 7200}
 
 
 @pytest.mark.parametrize("driver", DRIVERS)
 def test_exact_triples_corrections_and_quarantine(kafka_settings: KafkaSettings, tmp_path: Path, driver: str):
     env = worker_env(kafka_settings, tmp_path, **WINDOW)
-    long_text = "A very detailed answer. " * 50  # 1,200 chars: 9.6 s to read at 8 ms/char
-    phase1: list[dict[str, Any] | bytes] = [
-        response("r1", "u1", 0), reaction("x1", "r1", "u1", 60), reaction("x1", "r1", "u1", 60),  # duplicate
-        response("r2", "u2", 0), reaction("x2", "r2", "u2", 60), reaction("x2off", "r2", "u2", 120, action="remove"),
-        reaction("x3", "r3", "u3", 30), response("r3", "u3", 0),                                    # out of order
-        response("r4", "u4", 0), reaction("troll", "r4", "u9", 60),                                 # not the owner
-        response("r5", "u5", 0, text=long_text), reaction("bot", "r5", "u5", 1),                    # too fast
-        response("r6", "u6", 0, unknown_field="kept"),
-        b'{"type": "reaction", "event_id": ', reaction("hug", "r6", "u6", 50, kind="hug"),         # malformed
-    ]
-    phase1 += [response(f"c{i}", f"a{i}", 0, text=SPAM) for i in range(5)]
-    phase1 += [reaction(f"cl{i}", f"c{i}", f"a{i}", 100 + i) for i in range(5)]                   # coordinated
+    phase1 = edge_case_events()
     publish(kafka_settings, phase1)
     run_worker(env, driver, flush=True)
 
@@ -110,7 +98,7 @@ def test_exact_triples_corrections_and_quarantine(kafka_settings: KafkaSettings,
     mirrored = quarantine_topic(kafka_settings)  # the same rows, mirrored to the quarantine topic
     assert sorted((m["reason"], m["quarantine_id"]) for m in mirrored) == sorted(
         zip(q["reason"], q["quarantine_id"], strict=True))
-    assert {m["raw"] for m in mirrored if m["reason"] == "malformed_json"} == {'{"type": "reaction", "event_id": '}
+    assert {m["raw"] for m in mirrored if m["reason"] == "malformed_json"} == {MALFORMED.decode()}
 
     # Phase 2, a new worker process: late reactions against triples that already landed.
     publish(kafka_settings, [reaction("late", "r6", "u6", 200), reaction("lol", "r1", "u1", 300, kind="laugh"),
