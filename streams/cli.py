@@ -132,6 +132,7 @@ def simulate(
         None, "--data-dir", help="Real text to draw on (default: ../shared/data when present)."),
 ) -> None:
     """Generate realistic traffic with bots, coordinated attackers and ground truth."""
+    from features.cli import shared_data_dir
     from streams.simulate import simulate as run_simulation
     from streams.simulate import write_simulation
     from streams.text_corpus import load_corpus
@@ -141,7 +142,7 @@ def simulate(
                                  {"responses": responses, "users": users, "love_rate": love_rate, "seed": seed}.items()
                                  if v is not None}
     cfg = s.simulation.model_copy(update=overrides)
-    corpus = load_corpus(data_dir if data_dir is not None else default_data_dir())
+    corpus = load_corpus(data_dir if data_dir is not None else shared_data_dir())
     started = time.perf_counter()
     sim = run_simulation(cfg, s.filters, window_s=s.stream.attribution_window_s, corpus=corpus)
     truth_path = truth or out.with_suffix(".truth.json")
@@ -150,14 +151,6 @@ def simulate(
     typer.echo(f"wrote {out} and {truth_path} in {time.perf_counter() - started:.1f} s")
     for key, value in stats.items():
         typer.echo(f"  {key:<28} {value}")
-
-
-def default_data_dir() -> Path | None:
-    """``../shared/data`` next to the checkout, when it exists."""
-    for candidate in (Path.cwd().parent / "shared" / "data", Path(__file__).resolve().parents[2] / "shared" / "data"):
-        if candidate.is_dir():
-            return candidate
-    return None
 
 
 # ---------------------------------------------------------------------------- stream
