@@ -27,6 +27,7 @@ from typing import Any, Literal
 
 from deploy.registry import ModelRegistry
 from rluf.errors import RlufError
+from rluf.localhost import free_port
 from rluf.settings import Settings
 
 __all__ = ["RetrainOutcome", "read_history", "retrain", "retrain_needed", "run_scheduler"]
@@ -128,14 +129,8 @@ def _train_command(settings: Settings, train_set: Path, out: Path) -> list[str]:
         args += ["--max-steps", str(t.max_steps)]
     if t.processes > 1:
         return [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", str(t.processes),
-                "--master_port", str(_free_port()), *args]
+                "--master_port", str(free_port()), *args]
     return [sys.executable, *args]
-
-
-def _free_port() -> int:
-    from streams.broker_process import free_port
-
-    return free_port()
 
 
 def _train(settings: Settings, train_set: Path, out: Path) -> dict[str, Any]:

@@ -182,7 +182,7 @@ class AttributionEngine:
         self._seq = 0
         self._closed: dict[str, _Closed] = {}
         self._closed_expiry = WindowQueue()
-        self._seen_reactions: dict[str, str] = {}  # event_id -> source, for duplicates
+        self._seen_reactions: set[str] = set()  # reaction event_ids within the lateness horizon
         self._seen_expiry: deque[tuple[float, str]] = deque()
         self._accepted_in: dict[str, str] = {}  # accepted reaction event_id -> response_id
         self._held: dict[TopicPartition, _HeldOffsets] = {}
@@ -339,7 +339,7 @@ class AttributionEngine:
         if eid in self._seen_reactions:
             self._quarantine(out, record, "duplicate_event", f"event_id: {eid} seen before", wall_now, event)
             return
-        self._seen_reactions[eid] = str(record.source)
+        self._seen_reactions.add(eid)
         self._seen_expiry.append((ts + self._cfg.attribution_window_s + self._cfg.max_lateness_s, eid))
         self._watermark.observe(ts, wall_now, record.source.tp)
         # Judged when the watermark passes its event time, in event-time order across all
@@ -448,7 +448,7 @@ class AttributionEngine:
             self._closed.pop(rid, None)
         seen = self._seen_expiry
         while seen and seen[0][0] <= wm:
-            self._seen_reactions.pop(seen.popleft()[1], None)
+            self._seen_reactions.discard(seen.popleft()[1])
 
     def _close(self, window: _Open, reason: Literal["watermark", "flush"], wall_now: float, out: Landing) -> None:
         e = window.event

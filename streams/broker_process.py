@@ -31,6 +31,7 @@ from typing import Any, Literal
 import psutil
 
 from rluf.errors import BrokerError
+from rluf.localhost import free_port
 from rluf.settings import BrokerSettings
 
 __all__ = [
@@ -142,17 +143,6 @@ def tansu_binary() -> Path:
     if not os.access(path, os.X_OK):
         raise BrokerError(f"tansu binary at {path} is not executable; run `chmod +x {path}`")
     return path
-
-
-def free_port(host: str = "127.0.0.1") -> int:
-    """Return a TCP port that was free a moment ago (bind to port 0, read it, close).
-
-    Another process may grab it before the caller binds; good enough for one test session.
-    """
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((host, 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 def api_versions_ok(host: str, port: int, timeout_s: float = _PROBE_TIMEOUT_S) -> bool:

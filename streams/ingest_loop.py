@@ -142,6 +142,7 @@ class IngestLoop:
         started = self._clock()
         landing = pending.landing
         self._sink.land(landing, checkpoint=pending.checkpoint)
+        landed = self._clock()  # close -> landed latency ends here, not after the mirrors below
         if self._publisher is not None and landing.quarantine:
             self._publisher.publish(landing.quarantine)
         for observer in self._observers:
@@ -150,10 +151,9 @@ class IngestLoop:
             except Exception as exc:  # any failure: see the class docstring
                 self.observer_failures += 1
                 logger.warning("landing observer %s failed: %s", type(observer).__name__, exc)
-        done = self._clock()
-        latencies = [done - at for at, n in pending.produced_at for _ in range(n)]
+        latencies = [landed - at for at, n in pending.produced_at for _ in range(n)]
         self.metrics.record_landing(len(landing.triples), len(landing.corrections), len(landing.quarantine),
-                                    done - started, latencies, pending.checkpoint, done)
+                                    landed - started, latencies, pending.checkpoint, landed)
         self._landed_checkpoint = pending.checkpoint
         return pending.checkpoint
 

@@ -12,12 +12,13 @@ from __future__ import annotations
 import logging
 import os
 import random
-import socket
 from typing import Any, TypeVar
 
 import numpy as np
 import torch
 import torch.distributed as dist
+
+from rluf.localhost import free_port
 
 __all__ = [
     "set_runtime_env_defaults",
@@ -48,13 +49,6 @@ def set_runtime_env_defaults() -> None:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-
-
-def free_port() -> int:
-    """Return a TCP port that is free on 127.0.0.1 right now."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def ensure_process_env() -> None:
