@@ -65,18 +65,24 @@ class ModelVersionInfo:
 
 
 class ModelRegistry:
-    """MLflow-backed registry of P[Love] versions.
+    """MLflow-backed registry of the versions of one registered model.
+
+    One registry object per model type: P[Love] (``registry.model_name``), the judges and
+    the policy each have their own registered model, versions, "production" alias and
+    promotion history, in the same tracking store.
 
     Args:
         registry: Tracking URI (None = SQLite under ``data_home/mlflow``) and model name.
         data_home: Where the local backend, artifacts and the download cache live.
+        model_name: The registered model (default: ``registry.model_name``, P[Love]).
     """
 
-    def __init__(self, registry: RegistrySettings, data_home: Path) -> None:
+    def __init__(self, registry: RegistrySettings, data_home: Path, *, model_name: str | None = None) -> None:
         self._cfg = registry
+        self.model_name = model_name or registry.model_name
         root = (data_home / "mlflow").resolve()
         self._artifact_root = root / "artifacts"
-        self._cache = (data_home / "models").resolve()
+        self._cache = (data_home / "models" / self.model_name).resolve()
         self.tracking_uri = registry.tracking_uri or f"sqlite:///{root / 'mlflow.db'}"
         self._local = registry.tracking_uri is None
         if self._local:
@@ -99,19 +105,19 @@ class ModelRegistry:
 
     def _experiment_id(self) -> str:
         client = self._client
-        exp = client.get_experiment_by_name(self._cfg.model_name)
+        exp = client.get_experiment_by_name(self.model_name)
         if exp is not None:
             return str(exp.experiment_id)
         location = self._artifact_root.as_uri() if self._local else None
-        return str(client.create_experiment(self._cfg.model_name, artifact_location=location))
+        return str(client.create_experiment(self.model_name, artifact_location=location))
 
     def _ensure_model(self) -> None:
         from mlflow.exceptions import MlflowException
 
         try:
-            self._client.get_registered_model(self._cfg.model_name)
+            self._client.get_registered_model(self.model_name)
         except MlflowException:
-            self._client.create_registered_model(self._cfg.model_name)
+            self._client.create_registered_model(self.model_name)
 
     # ------------------------------------------------------------------ writing
 
@@ -135,17 +141,17 @@ class ModelRegistry:
             raise
         client.set_terminated(run_id, status="FINISHED")
         self._ensure_model()
-        mv = client.create_model_version(self._cfg.model_name, source=f"runs:/{run_id}/model", run_id=run_id,
+        mv = client.create_model_version(self.model_name, source=f"runs:/{run_id}/model", run_id=run_id,
                                           tags={"rluf.status": "candidate", **tags})
-        logger.info("registered %s version %s (run %s)", self._cfg.model_name, mv.version, run_id)
+        logger.info("registered %s version %s (run %s)", self.model_name, mv.version, run_id)
         return self.get(int(mv.version))
 
     def record_decision(self, version: int, *, promote: bool, reasons: Sequence[str]) -> None:
         """Write why a version was (not) promoted onto it."""
         client = self._client
-        client.set_model_version_tag(self._cfg.model_name, str(version), "rluf.status",
+        client.set_model_version_tag(self.model_name, str(version), "rluf.status",
                                      "promoted" if promote else "rejected")
-        client.set_model_version_tag(self._cfg.model_name, str(version), "rluf.decision",
+        client.set_model_version_tag(self.model_name, str(version), "rluf.decision",
                                      "; ".join(reasons)[:5000] or "ok")
 
     def promote(self, version: int, *, reason: str = "manual") -> ModelVersionInfo:
@@ -156,10 +162,10 @@ class ModelRegistry:
         if current is not None and current.version != version:
             history.append(current.version)
         client = self._client
-        client.set_registered_model_alias(self._cfg.model_name, PRODUCTION, str(version))
-        client.set_registered_model_tag(self._cfg.model_name, _HISTORY_TAG, json.dumps(history[-50:]))
-        client.set_model_version_tag(self._cfg.model_name, str(version), "rluf.status", "promoted")
-        client.set_model_version_tag(self._cfg.model_name, str(version), "rluf.promoted_because", reason[:5000])
+        client.set_registered_model_alias(self.model_name, PRODUCTION, str(version))
+        client.set_registered_model_tag(self.model_name, _HISTORY_TAG, json.dumps(history[-50:]))
+        client.set_model_version_tag(self.model_name, str(version), "rluf.status", "promoted")
+        client.set_model_version_tag(self.model_name, str(version), "rluf.promoted_because", reason[:5000])
         return self.get(info.version)
 
     def rollback(self) -> ModelVersionInfo:
@@ -172,17 +178,17 @@ class ModelRegistry:
             raise RlufError("no earlier production version to roll back to; see `rluf models list`")
         previous = history.pop()
         client = self._client
-        client.set_registered_model_alias(self._cfg.model_name, PRODUCTION, str(previous))
-        client.set_registered_model_tag(self._cfg.model_name, _HISTORY_TAG, json.dumps(history))
+        client.set_registered_model_alias(self.model_name, PRODUCTION, str(previous))
+        client.set_registered_model_tag(self.model_name, _HISTORY_TAG, json.dumps(history))
         if current is not None:
-            client.set_model_version_tag(self._cfg.model_name, str(current.version), "rluf.status", "rolled_back")
+            client.set_model_version_tag(self.model_name, str(current.version), "rluf.status", "rolled_back")
         return self.get(previous)
 
     def _history(self) -> list[int]:
         from mlflow.exceptions import MlflowException
 
         try:
-            model = self._client.get_registered_model(self._cfg.model_name)
+            model = self._client.get_registered_model(self.model_name)
         except MlflowException:
             return []
         raw = model.tags.get(_HISTORY_TAG)
@@ -195,7 +201,7 @@ class ModelRegistry:
         from mlflow.exceptions import MlflowException
 
         try:
-            versions = self._client.search_model_versions(f"name='{self._cfg.model_name}'")
+            versions = self._client.search_model_versions(f"name='{self.model_name}'")
         except MlflowException:
             return []
         return sorted((self._info(mv) for mv in versions), key=lambda v: v.version, reverse=True)
@@ -204,7 +210,7 @@ class ModelRegistry:
         from mlflow.exceptions import MlflowException
 
         try:
-            return self._info(self._client.get_model_version(self._cfg.model_name, str(version)))
+            return self._info(self._client.get_model_version(self.model_name, str(version)))
         except MlflowException as exc:
             raise ModelNotFoundError(str(version)) from exc
 
@@ -212,7 +218,7 @@ class ModelRegistry:
         from mlflow.exceptions import MlflowException
 
         try:
-            return self._info(self._client.get_model_version_by_alias(self._cfg.model_name, PRODUCTION))
+            return self._info(self._client.get_model_version_by_alias(self.model_name, PRODUCTION))
         except MlflowException:
             return None
 
