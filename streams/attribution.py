@@ -19,7 +19,7 @@ from __future__ import annotations
 import heapq
 import logging
 from collections import Counter, deque
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Literal
@@ -211,10 +211,28 @@ class AttributionEngine:
         """Per topic-partition offset to resume from after a crash (oldest held record)."""
         return {tp: held.safe() for tp, held in self._held.items()}
 
-    def expect_sources(self, sources: Iterable[TopicPartition], wall_now: float) -> None:
-        """Partitions assigned to this worker: the watermark waits for each one's first event."""
-        for tp in sources:
+    def expect_sources(self, starts: Mapping[TopicPartition, int | None], wall_now: float) -> None:
+        """Partitions assigned to this worker and the offset each is read from.
+
+        The watermark waits for each one's first event. A start offset makes the partition's
+        position known before its first record (its backlog is then the high-water mark
+        minus that offset); a restored checkpoint, where there is one, takes precedence.
+        """
+        for tp, start in starts.items():
             self._watermark.expect(tp, wall_now)
+            if start is not None and tp not in self._held:
+                self._held[tp] = _HeldOffsets()
+                self._held[tp].next = start
+
+    def report_backlog(self, backlog: Mapping[TopicPartition, int | None]) -> None:
+        """Records per partition the core has not seen yet (None: unknown); see `Watermark.set_backlog`."""
+        for tp, left in backlog.items():
+            self._watermark.set_backlog(tp, left)
+
+    @property
+    def behind(self) -> bool:
+        """Whether some reported partition still has records to read (or cannot tell)."""
+        return self._watermark.behind()
 
     def positions(self) -> dict[TopicPartition, int]:
         """Per topic-partition next offset to process (everything below has been seen)."""
@@ -272,12 +290,14 @@ class AttributionEngine:
         skip = self._skip_below.get(tp)
         if skip is not None and source.offset < skip:
             self.stats.below_checkpoint_skipped += 1
+            self._watermark.heard(tp, wall_now)  # still being read: keeps holding the watermark
             return
         held = self._held.get(tp)
         if held is None:
             held = self._held[tp] = _HeldOffsets()
         held.seen(source.offset)
         self.stats.events_in += 1
+        self._watermark.heard(tp, wall_now)
 
         event = parse_event(record.value)
         if isinstance(event, ParseFailure):
@@ -306,6 +326,7 @@ class AttributionEngine:
         if other is not None or closed is not None:
             if closed is not None and closed.source == str(record.source):
                 self.stats.replayed_skipped += 1  # replay of a response whose triple landed
+                self._watermark.observe(ts, wall_now, record.source.tp)
                 return
             first_event = other.event.event_id if other is not None else closed.event_id  # type: ignore[union-attr]
             if first_event == event.event_id:
@@ -335,6 +356,7 @@ class AttributionEngine:
         closed = self._closed.get(rid)
         if closed is not None and str(record.source) in closed.reaction_sources:
             self.stats.replayed_skipped += 1  # replay of a reaction already counted in a landed triple
+            self._watermark.observe(ts, wall_now, record.source.tp)
             return
         if eid in self._seen_reactions:
             self._quarantine(out, record, "duplicate_event", f"event_id: {eid} seen before", wall_now, event)

@@ -48,7 +48,7 @@ def aiokafka_options(kafka: KafkaSettings) -> dict[str, Any]:
 
 
 class _SeekToCheckpoint(ConsumerRebalanceListener):  # type: ignore[misc]
-    """Seek newly assigned partitions to the Delta checkpoint; note revocations."""
+    """Seek newly assigned partitions to the Delta checkpoint (else their beginning); note revocations."""
 
     def __init__(self, consumer: AIOKafkaConsumer, loop: IngestLoop) -> None:
         self._consumer = consumer
@@ -63,12 +63,16 @@ class _SeekToCheckpoint(ConsumerRebalanceListener):  # type: ignore[misc]
 
     async def on_partitions_assigned(self, assigned: Any) -> None:
         self.assigned = True
-        self._loop.assigned([(tp.topic, tp.partition) for tp in assigned])
+        fresh = [tp for tp in assigned if (tp.topic, tp.partition) not in self._checkpoint]
+        begin = await self._consumer.beginning_offsets(fresh) if fresh else {}
+        starts = self._loop.start_offsets([(tp.topic, tp.partition) for tp in assigned],
+                                          {(tp.topic, tp.partition): offset for tp, offset in begin.items()})
+        self._loop.assigned(starts)
         for tp in assigned:
-            offset = self._checkpoint.get((tp.topic, tp.partition))
-            if offset is not None:
-                self._consumer.seek(tp, offset)
-                logger.info("seek %s:%d to Delta checkpoint %d", tp.topic, tp.partition, offset)
+            offset = starts[(tp.topic, tp.partition)]
+            self._consumer.seek(tp, offset)
+            logger.info("seek %s:%d to %d (%s)", tp.topic, tp.partition, offset,
+                        "beginning" if tp in fresh else "Delta checkpoint")
 
 
 async def run_batch_worker(kafka: KafkaSettings, stream: StreamSettings, loop: IngestLoop, *,
@@ -120,6 +124,7 @@ async def run_batch_worker(kafka: KafkaSettings, stream: StreamSettings, loop: I
                 loop.feed(records)
             now = loop_time()
             if now >= next_tick:
+                _report_highwater(consumer, loop)
                 loop.tick()
                 next_tick = now + stream.tick_interval_s
             if loop.due() and (writing is None or writing.done()):
@@ -127,7 +132,6 @@ async def run_batch_worker(kafka: KafkaSettings, stream: StreamSettings, loop: I
                     writing.result()  # surface a failed landing instead of acknowledging past it
                 writing = asyncio.create_task(land(loop.cut()))
             if now >= next_stats:
-                _update_lag(consumer, loop)
                 snapshot = loop.snapshot({"driver": "batch"})
                 loop.metrics.write(snapshot)
                 if on_progress is not None:
@@ -145,7 +149,7 @@ async def run_batch_worker(kafka: KafkaSettings, stream: StreamSettings, loop: I
         if flush:
             loop.flush()
         await land(loop.cut())
-        _update_lag(consumer, loop)
+        _report_highwater(consumer, loop)
         loop.metrics.write(loop.snapshot({"driver": "batch"}))
     finally:
         await consumer.stop()
@@ -160,12 +164,6 @@ async def _commit(consumer: AIOKafkaConsumer, checkpoint: dict[tuple[str, int], 
         await consumer.commit(offsets)
 
 
-def _update_lag(consumer: AIOKafkaConsumer, loop: IngestLoop) -> None:
-    """Lag = highwater (from the last fetch, correct on every broker) - next offset to process."""
-    positions = loop.engine.positions()
-    lag: dict[tuple[str, int], int] = {}
-    for tp in consumer.assignment():
-        high = consumer.highwater(tp)
-        if high is not None:
-            lag[(tp.topic, tp.partition)] = max(0, high - positions.get((tp.topic, tp.partition), 0))
-    loop.metrics.lag = lag
+def _report_highwater(consumer: AIOKafkaConsumer, loop: IngestLoop) -> None:
+    """High-water marks from the last fetch (correct on every broker, unlike ListOffsets on Tansu)."""
+    loop.report_highwater({(tp.topic, tp.partition): consumer.highwater(tp) for tp in consumer.assignment()})

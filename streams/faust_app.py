@@ -158,6 +158,7 @@ class FaustRun:
         if self._closing:
             return
         try:
+            self._report_highwater()
             self.loop.tick()
             if self.loop.due() and not self._lock.locked():
                 await self._land()
@@ -223,6 +224,7 @@ class FaustRun:
         self._closing = True
         self.reason = reason
         async with self._lock:
+            self._report_highwater()
             self.loop.tick()
             if self._flush:
                 self.loop.flush()
@@ -250,8 +252,36 @@ class FaustRun:
         Signal receiver: ``args[0]`` is the set of assigned ``TP``s.
         """
         assigned: set[Any] = args[0]
-        self.loop.assigned([(tp.topic, tp.partition) for tp in assigned])
+        self.loop.assigned({(tp.topic, tp.partition): None for tp in assigned if tp.topic in self._data_topics})
         logger.info("faust worker assigned %d partitions", len(assigned))
+
+    async def on_rebalance_complete(self, _sender: Any, *_args: Any, signal: Any = None, **_: Any) -> None:
+        """Make each assigned partition start at its Delta checkpoint (else its beginning).
+
+        Faust has no call to position a partition before its stream resumes: right after this
+        signal it seeks every partition to Kafka's committed offset. So the committed offset
+        is set to the start offset here (it never passes what Delta recorded, so nothing is
+        skipped), and reading starts exactly where the lake says, not from an older commit
+        that would replay, and skip, up to a window of events.
+        """
+        if self._closing:
+            return
+        consumer = self.app.consumer
+        tps = [tp for tp in consumer.assignment() if tp.topic in self._data_topics]
+        if not tps:
+            return
+        restored = self.loop.restored_checkpoint
+        fresh = [tp for tp in tps if (tp.topic, tp.partition) not in restored]
+        earliest = await consumer.earliest_offsets(*fresh) if fresh else {}
+        starts = self.loop.start_offsets([(tp.topic, tp.partition) for tp in tps],
+                                         {(tp.topic, tp.partition): offset for tp, offset in earliest.items()})
+        self.loop.assigned(starts)
+        # ThreadDelegateConsumer._commit: commit these exact offsets (Faust's public commit
+        # only commits acknowledged messages). If it fails, the core still skips what lies
+        # below the checkpoint, holding the watermark while it does.
+        committed = await consumer._commit(  # type: ignore[attr-defined]
+            {tp: starts[(tp.topic, tp.partition)] for tp in tps})
+        logger.info("faust worker starts at %s (committed: %s)", starts, committed)
 
     async def on_partitions_revoked(self, _sender: Any, *args: Any, signal: Any = None, **_: Any) -> None:
         """Revoked partitions with state end the run: land, ack the rest, stop ("rebalanced").
@@ -286,32 +316,27 @@ class FaustRun:
     # ------------------------------------------------------------------ stats
 
     def _write_stats(self) -> None:
-        self._update_lag()
         snapshot = self.loop.snapshot({"driver": "faust"})
         self.loop.metrics.write(snapshot)
         if self._on_progress is not None:
             self._on_progress(snapshot)
 
-    def _update_lag(self) -> None:
-        """Lag = highwater (from the last fetch; Tansu's ListOffsets is wrong) - next offset to process."""
+    def _report_highwater(self) -> None:
+        """High-water marks from the last fetch (Tansu's ListOffsets is wrong) for lag and idleness."""
         consumer = self.app.consumer
         try:
             assignment = consumer.assignment()
         except ConsumerNotStarted:
             return
-        positions = self.loop.engine.positions()
-        lag: dict[TopicPartition, int] = {}
+        highwater: dict[TopicPartition, int | None] = {}
         for tp in assignment:
             if tp.topic not in self._data_topics:
                 continue
             try:
-                high = consumer.highwater(tp)
+                highwater[(tp.topic, tp.partition)] = consumer.highwater(tp)
             except (ConsumerNotStarted, AssertionError, KeyError):
-                continue
-            if high is not None:
-                key = (tp.topic, tp.partition)
-                lag[key] = max(0, high - positions.get(key, 0))
-        self.loop.metrics.lag = lag
+                highwater[(tp.topic, tp.partition)] = None
+        self.loop.report_highwater(highwater)
 
     def outcome(self) -> RunOutcome:
         """How the run ended, with the core's counters."""
@@ -382,6 +407,7 @@ def create_app(kafka: KafkaSettings, stream: StreamSettings, loop: IngestLoop, *
     app.agent(topic, name=AGENT_NAME, concurrency=1)(run.consume)
     app.timer(stream.tick_interval_s, name="rluf-tick")(run.on_tick)
     _connect(app.on_partitions_assigned, run.on_partitions_assigned)
+    _connect(app.on_rebalance_complete, run.on_rebalance_complete)
     _connect(app.on_partitions_revoked, run.on_partitions_revoked)
     _connect(app.on_before_shutdown, run.on_before_shutdown)
     return app, run

@@ -13,7 +13,7 @@ from __future__ import annotations
 import gc
 import logging
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from rluf.ports import LandingObserver, LandingSink, QuarantinePublisher
@@ -161,8 +161,17 @@ class IngestLoop:
         """Cut and write synchronously (shutdown, tests)."""
         return self.write(self.cut())
 
-    def assigned(self, partitions: Iterable[TopicPartition]) -> None:
-        """The consumer got its partitions.
+    def start_offsets(self, partitions: Iterable[TopicPartition],
+                      earliest: Mapping[TopicPartition, int]) -> dict[TopicPartition, int]:
+        """Where each assigned partition must be read from: Delta's checkpoint, else its beginning.
+
+        Delta is the truth: Kafka's committed offset never decides where reading starts (it
+        may lag the checkpoint, or belong to a lake that was since replaced).
+        """
+        return {tp: self.restored_checkpoint.get(tp, earliest.get(tp, 0)) for tp in partitions}
+
+    def assigned(self, starts: Mapping[TopicPartition, int | None]) -> None:
+        """The consumer got its partitions (with their start offsets, where known).
 
         Idle time counts from here, not from start-up (joining a group takes seconds, and an
         idle limit must not expire during it), and the watermark waits for every assigned
@@ -171,13 +180,33 @@ class IngestLoop:
         now = self._clock()
         if self._ready_at is None:
             self._ready_at = now
-        self.engine.expect_sources(partitions, now)
+        self.engine.expect_sources(starts, now)
+
+    def report_highwater(self, highwater: Mapping[TopicPartition, int | None]) -> None:
+        """The consumer's high-water marks (None before a partition's first fetch).
+
+        Lag (for `rluf stream stats`) and backlog (for the watermark's idle rule) are the same
+        number: high-water mark minus the next offset the core needs. Both drivers call this
+        on every tick, so a partition with unread records never counts as idle.
+        """
+        positions = self.engine.positions()
+        backlog: dict[TopicPartition, int | None] = {}
+        for tp, high in highwater.items():
+            nxt = positions.get(tp)
+            backlog[tp] = None if high is None or nxt is None else max(0, high - nxt)
+        self.engine.report_backlog(backlog)
+        self.metrics.lag = {tp: left for tp, left in backlog.items() if left is not None}
 
     def idle_for(self) -> float:
-        """Seconds since the last record arrived (since the consumer was ready when none did);
-        0 while the consumer is not ready yet."""
+        """Seconds since the last record arrived (since the consumer was ready when none did).
+
+        0 while the consumer is not ready yet, or while a partition still has records to
+        read: silence with a backlog is a slow consumer, not an idle stream.
+        """
         ref = self.last_event_at if self.last_event_at is not None else self._ready_at
-        return 0.0 if ref is None else self._clock() - ref
+        if ref is None or self.engine.behind:
+            return 0.0
+        return self._clock() - ref
 
     def snapshot(self, gauges: dict[str, object] | None = None) -> dict[str, object]:
         """Everything `rluf stream stats` shows, as plain data."""

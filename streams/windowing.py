@@ -7,6 +7,12 @@ the wall-clock time elapsed since the last event: otherwise the last day of wind
 stay open forever on a quiet stream (faust's windowed tables only expire on new events),
 while a replay of old data at full speed still closes windows by event time, not by the
 clock.
+
+Silence alone does not make a source idle when its consumer can tell how much is left to
+read: a driver that reports each partition's backlog (high-water mark minus the next
+offset it needs) keeps a partition with unread records in the watermark however long it
+stays silent (a slow fetch, a GC pause, a restart skipping records below its checkpoint),
+and no wall-clock advance happens while any source has records left to read.
 """
 
 from __future__ import annotations
@@ -36,8 +42,9 @@ class Watermark:
     that is consumed faster than another (a small reactions topic catching up next to a big
     responses topic) would push event time past responses not read yet, and their windows
     would close before their reactions were seen. A source that delivered nothing for
-    ``idle_source_s`` of wall-clock time stops holding the watermark back, and when every
-    source is quiet the watermark advances with the wall clock (``idle_advance``).
+    ``idle_source_s`` of wall-clock time stops holding the watermark back unless its
+    reported backlog says records are still unread (`set_backlog`), and when every source
+    is quiet and caught up the watermark advances with the wall clock (``idle_advance``).
 
     Args:
         allowed_lateness_s: How far behind the slowest source's newest event it trails.
@@ -50,6 +57,7 @@ class Watermark:
     idle_source_s: float = 5.0
     _newest: dict[object, float] = field(default_factory=dict)
     _heard: dict[object, float] = field(default_factory=dict)
+    _backlog: dict[object, int | None] = field(default_factory=dict)
     _slowest: object = None
     _value: float | None = None
     _wall_at_last_event: float | None = None
@@ -73,6 +81,30 @@ class Watermark:
         if source not in self._heard:
             self._heard[source] = wall_now
 
+    def heard(self, source: object, wall_now: float) -> None:
+        """A record arrived from ``source`` that carries no usable event time.
+
+        Records skipped below a restored checkpoint, or unreadable ones, are still proof
+        that the source is being read: it must keep holding the watermark.
+        """
+        self._heard[source] = wall_now
+
+    def set_backlog(self, source: object, records: int | None) -> None:
+        """Records of ``source`` not yet seen by the core (None: unknown, e.g. not fetched yet).
+
+        A source with a backlog, or an unknown one, is never treated as idle. Sources for
+        which no backlog is ever reported (files, unit tests) fall back to silence alone.
+        """
+        self._backlog[source] = records
+
+    def forget(self, source: object) -> None:
+        """Stop tracking a source (a partition this worker no longer reads)."""
+        self._newest.pop(source, None)
+        self._heard.pop(source, None)
+        self._backlog.pop(source, None)
+        if self._slowest == source:
+            self._slowest = None
+
     def observe(self, event_ts: float, wall_now: float, source: object = None) -> None:
         """Account for one event from ``source``; time is passed in, never read from the clock."""
         newest = self._newest
@@ -94,7 +126,9 @@ class Watermark:
         if base is None:
             return self._value
         last = self._wall_at_last_event
-        idle = max(0.0, wall_now - last) if self.idle_advance and last is not None else 0.0
+        idle = 0.0
+        if self.idle_advance and last is not None and not self.behind():
+            idle = max(0.0, wall_now - last)
         self._raise_to(base - self.allowed_lateness_s + idle)
         return self._value
 
@@ -103,11 +137,13 @@ class Watermark:
 
         None while an active source has not delivered its first event, or before any event.
         """
-        newest, idle_s = self._newest, self.idle_source_s
+        newest, idle_s, backlog = self._newest, self.idle_source_s, self._backlog
         slowest_ts: float | None = None
         for src, heard in self._heard.items():
             if wall_now - heard >= idle_s:
-                continue
+                left = backlog.get(src, 0)
+                if left is not None and left <= 0:
+                    continue  # silent and caught up: idle
             ts = newest.get(src)
             if ts is None:  # announced, not heard from yet: wait for it
                 self._slowest = src
@@ -118,6 +154,10 @@ class Watermark:
             self._slowest = None
             slowest_ts = max(newest.values())
         return slowest_ts
+
+    def behind(self) -> bool:
+        """Whether some source still has records to read (or cannot tell)."""
+        return any(left is None or left > 0 for left in self._backlog.values())
 
     def _raise_to(self, candidate: float) -> None:
         if self._value is None or candidate > self._value:

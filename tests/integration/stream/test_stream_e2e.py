@@ -150,14 +150,18 @@ def test_sigkill_mid_stream_loses_and_duplicates_nothing(kafka_settings: KafkaSe
                                                          driver: str):
     # Windows close while the stream runs (600 s windows over 20,000 s of events), so the
     # checkpoint moves, and the kill lands between Delta commits with open windows in memory.
+    # A 0.5 s idle rule makes the restart race of shared/notes/faust-restart-race.md likely on
+    # every run (a partition busy skipping or replaying looks silent for longer than that):
+    # only a watermark that asks each partition's backlog, not its silence, labels right here.
     env = worker_env(kafka_settings, tmp_path, stream__attribution_window_s=600,
                      stream__allowed_lateness_s=600, stream__batch_size=500, stream__land_interval_s=0.2,
+                     stream__idle_source_s=0.5,
                      filters__rate_enabled="false", filters__daily_cap_enabled="false")
     ensure_topics(kafka_settings)
     events, expected = many_events(20_000)
     publish(kafka_settings, events)
     cmd = [*RLUF, "stream", "run", "--driver", driver]
-    kills = 0
+    landed_at_kill: list[int] = []
     for _ in range(2):  # kill twice, at different points
         proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
         landed_before = _triples_version(tmp_path)
@@ -167,8 +171,10 @@ def test_sigkill_mid_stream_loses_and_duplicates_nothing(kafka_settings: KafkaSe
             time.sleep(0.05)
         proc.send_signal(signal.SIGKILL)
         proc.wait(timeout=10)
-        kills += 1
-    assert kills == 2
+        assert _triples_version(tmp_path) >= landed_before + 3, "the worker was killed before three landings"
+        landed_at_kill.append(len(lake(tmp_path, "triples")))
+    # Each kill hit a worker mid-stream: some triples had landed, not all of them.
+    assert 0 < landed_at_kill[0] <= landed_at_kill[1] < len(expected), landed_at_kill
     run_worker(env, driver, flush=True, idle=3.0, timeout=300)
 
     triples = lake(tmp_path, "triples")

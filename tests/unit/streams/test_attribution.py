@@ -270,7 +270,7 @@ def test_per_user_rules_see_reactions_in_event_time_order_across_partitions():
     # One user's reactions spread over two partitions; the consumer reads partition 1 first.
     filters = NO_FILTERS.model_copy(update={"rate_enabled": True, "rate_capacity": 2, "rate_per_s": 0.01})
     eng = engine(filters)
-    eng.expect_sources([("events", 0), ("events", 1)], WALL)  # the worker announces its partitions
+    eng.expect_sources({("events", 0): None, ("events", 1): None}, WALL)  # the worker announces its partitions
     p0, p1 = Feed("events", "events"), Feed("events", "events")
     early = [response(f"a{i}", "u1", i * 300) for i in range(3)] + [reaction(f"xa{i}", f"a{i}", "u1", i * 300 + 60)
                                                                      for i in range(3)]
@@ -283,3 +283,50 @@ def test_per_user_rules_see_reactions_in_event_time_order_across_partitions():
     # 300 s between reactions refills 3 tokens at 0.01/s: in event-time order nobody is limited
     assert [q.reason for q in out.quarantine] == []
     assert sorted(t.label for t in out.triples) == [1] * 6
+
+
+def test_restart_with_a_long_skip_phase_keeps_loves_that_wait_for_their_response():
+    # The Faust restart race (shared notes: faust-restart-race.md), hit on purpose. The lake's
+    # checkpoint is far into the responses partition and close to the start of the reactions
+    # partition; the consumer restarts from offset 0 of both (Kafka never committed). Skipping
+    # the responses below the checkpoint takes longer than `idle_source_s` of wall-clock time,
+    # while the reactions partition already delivers Loves for responses not re-read yet.
+    stream = STREAM.model_copy(update={"attribution_window_s": 600.0, "idle_source_s": 5.0, "idle_advance": True})
+    responses, reactions = ("responses", 0), ("reactions", 0)
+    landed = 400  # responses 0..399 landed before the crash
+    restored = RestoredState(checkpoint={responses: landed, reactions: 0})
+    eng = engine(stream=stream, restored=restored)
+    eng.expect_sources({responses: None, reactions: None}, WALL)
+    feed = Feed()
+    resp = [feed.record(response(f"r{i}", f"u{i}", i * 10.0)) for i in range(landed + 200)]
+    # Every open response (400..599) is Loved by its owner 30 s later; their event times span
+    # 2,000 s, several windows, so the reactions partition alone would push the watermark past them.
+    loves = [feed.record(reaction(f"l{i}", f"r{i}", f"u{i}", i * 10.0 + 30)) for i in range(landed, landed + 200)]
+    out = eng.process(loves[:50], WALL)
+    for step in range(0, landed, 40):  # the skip phase: 40 records a second for 10 s
+        wall = WALL + 1 + step / 40
+        out.extend(eng.process(resp[step:step + 40], wall))
+        out.extend(eng.process(loves[50 + step // 8: 50 + step // 8 + 5], wall))
+        out.extend(eng.tick(wall))
+    assert eng.stats.below_checkpoint_skipped == landed
+    out.extend(eng.process(resp[landed:] + loves[100:], WALL + 12))
+    out.extend(eng.flush(WALL + 13))
+    assert [q.reason for q in out.quarantine] == []
+    assert {t.response_id: t.label for t in out.triples} == {f"r{i}": 1 for i in range(landed, landed + 200)}
+
+
+def test_a_source_with_a_backlog_is_never_dropped_from_the_watermark():
+    stream = STREAM.model_copy(update={"attribution_window_s": 600.0, "idle_source_s": 5.0})
+    eng = engine(stream=stream)
+    responses, reactions = ("responses", 0), ("reactions", 0)
+    eng.expect_sources({responses: 0, reactions: 0}, WALL)
+    feed = Feed()
+    eng.process([feed.record(response("r1", "u1", 0))], WALL)
+    eng.process([feed.record(reaction(f"x{i}", "r-other", "u9", 100 * i)) for i in range(1, 40)], WALL)
+    eng.report_backlog({responses: 250, reactions: 0})  # responses fetched slowly: 250 unread
+    out = eng.tick(WALL + 60)  # a minute of silence from responses
+    assert out.triples == [] and out.quarantine == [] and eng.open_windows == 1
+    assert eng.behind
+    eng.report_backlog({responses: 0, reactions: 0})
+    out = eng.tick(WALL + 61)
+    assert [t.response_id for t in out.triples] == ["r1"] and not eng.behind

@@ -86,3 +86,31 @@ def test_an_announced_source_holds_the_watermark_until_it_speaks_or_goes_quiet()
     wm.expect("late-partition", wall_now=3)
     assert wm.tick(wall_now=4) == 400
     assert wm.tick(wall_now=9) == 1000  # everything quiet for >= 5 s
+
+
+def test_a_silent_source_with_unread_records_keeps_holding_the_watermark():
+    # A slow fetch, a GC pause or a restart skipping records: silence with a backlog is not idleness.
+    wm = Watermark(allowed_lateness_s=0, idle_advance=True, idle_source_s=5)
+    wm.observe(100, wall_now=0, source="responses")
+    wm.observe(900, wall_now=0, source="reactions")
+    wm.set_backlog("responses", 4_000)
+    wm.set_backlog("reactions", 0)
+    wm.observe(950, wall_now=9, source="reactions")
+    assert wm.tick(wall_now=10) == 100  # responses silent for 10 s but behind: still the slowest
+    wm.set_backlog("responses", None)  # high-water mark unknown (not fetched yet): not idle either
+    assert wm.tick(wall_now=20) == 100
+    wm.set_backlog("responses", 0)  # caught up and silent: now it may stop holding the watermark
+    assert wm.tick(wall_now=21) == 950 + 21 - 9  # and with nothing left anywhere, idle time advances it
+
+
+def test_records_without_event_time_count_as_heard():
+    wm = Watermark(allowed_lateness_s=0, idle_advance=False, idle_source_s=5)
+    wm.expect("responses", wall_now=0)
+    wm.observe(500, wall_now=0, source="reactions")
+    for second in range(1, 12):  # a long skip phase below a restored checkpoint
+        wm.heard("responses", wall_now=second)
+    assert wm.tick(wall_now=12) is None  # it never delivered an event time: nothing may close
+    wm.observe(300, wall_now=13, source="responses")
+    assert wm.value == 300
+    wm.forget("responses")
+    assert wm.tick(wall_now=14) == 500
