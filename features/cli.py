@@ -10,6 +10,7 @@ import typer
 
 from rluf.errors import InputFileError
 from rluf.settings import Settings
+from rluf.shared_data import shared_data_dir
 
 __all__ = ["register"]
 
@@ -22,15 +23,6 @@ _SOURCES = {
 def _settings(ctx: typer.Context) -> Settings:
     settings: Settings = ctx.obj
     return settings
-
-
-def shared_data_dir() -> Path | None:
-    """``../shared/data`` beside the checkout (or the working directory), when present."""
-    for base in (Path.cwd(), Path(__file__).resolve().parents[1]):
-        candidate = base.parent / "shared" / "data"
-        if candidate.is_dir():
-            return candidate
-    return None
 
 
 def import_data(

@@ -132,7 +132,7 @@ def simulate(
         None, "--data-dir", help="Real text to draw on (default: ../shared/data when present)."),
 ) -> None:
     """Generate realistic traffic with bots, coordinated attackers and ground truth."""
-    from features.cli import shared_data_dir
+    from rluf.shared_data import shared_data_dir
     from streams.simulate import simulate as run_simulation
     from streams.simulate import write_simulation
     from streams.text_corpus import load_corpus
