@@ -38,8 +38,8 @@ import numpy as np
 import pyarrow as pa
 from deltalake import write_deltalake
 
-from features.delta_sink import DeltaLandingSink
-from features.lake_schema import (
+from features.lake.delta_sink import DeltaLandingSink
+from features.lake.schema import (
     CORRECTIONS_SCHEMA,
     CORRECTIONS_TABLE,
     PARTITION_COLUMN,

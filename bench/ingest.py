@@ -29,7 +29,7 @@ from uuid import uuid4
 
 from kafka import KafkaConsumer, TopicPartition
 
-from features.lake_reader import read_table
+from features.lake.reader import read_table
 from rluf.settings import BrokerSettings, KafkaSettings, Settings
 from streams.broker_process import free_port, start_broker, stop_broker
 from streams.filter_eval import score_filter

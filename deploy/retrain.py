@@ -93,8 +93,8 @@ def _exclusive(settings: Settings) -> Iterator[None]:
 
 def _new_triples_since(settings: Settings, version: int | None) -> tuple[int, int | None]:
     """Rows appended to the triples table after ``version`` (all rows when None), and the newest version."""
-    from features.lake_admin import lake_history
-    from features.lake_reader import table_exists
+    from features.lake.admin import lake_history
+    from features.lake.reader import table_exists
 
     if not table_exists(settings.lake_root, "triples", storage_options=settings.lake.storage_options):
         return 0, None

@@ -58,7 +58,7 @@ def lake_optimize(
     table: list[str] = typer.Option([], "--table", "-t", help="Table(s); default: all."),
 ) -> None:
     """Compact the small files the stream worker writes into large ones."""
-    from features.lake_admin import optimize_tables
+    from features.lake.admin import optimize_tables
 
     s = _settings(ctx)
     for r in optimize_tables(s.lake_root, table or None, storage_options=s.lake.storage_options):
@@ -75,7 +75,7 @@ def lake_vacuum(
     table: list[str] = typer.Option([], "--table", "-t", help="Table(s); default: all."),
 ) -> None:
     """Delete files no version within the retention period needs."""
-    from features.lake_admin import vacuum_tables
+    from features.lake.admin import vacuum_tables
 
     s = _settings(ctx)
     for r in vacuum_tables(s.lake_root, table or None, retention_hours=retention_hours, dry_run=dry_run,
@@ -92,7 +92,7 @@ def lake_history_cmd(
     """Every commit of a table: version, time, operation, rows, recorded resume positions."""
     from datetime import UTC, datetime
 
-    from features.lake_admin import LAKE_TABLES, lake_history
+    from features.lake.admin import LAKE_TABLES, lake_history
 
     if table not in LAKE_TABLES:
         raise typer.BadParameter(f"table must be one of {', '.join(LAKE_TABLES)}, got {table!r}")

@@ -36,7 +36,6 @@ from typing import TYPE_CHECKING, Any, Final, Literal
 
 import pandas as pd
 
-from features.duckdb_lake import resolve_root
 from features.feature_tables import (
     RESPONSE_FEATURES,
     RESPONSE_FEATURES_TABLE,
@@ -46,8 +45,9 @@ from features.feature_tables import (
     ensure_feature_tables,
     user_stats_to_arrow,
 )
-from features.lake_reader import lake_error
-from features.lake_schema import table_uri
+from features.lake.duckdb_lake import resolve_root
+from features.lake.reader import lake_error
+from features.lake.schema import table_uri
 from features.reputation import OnlineFeatureSource, ReputationLookup
 from features.user_stats import USER_STATS_FEATURES, RollingUserStats, UserStatsRow, to_micros
 from rluf.errors import ConfigError, InputFileError, RlufError
@@ -320,8 +320,8 @@ class MaterializeSummary:
 
 
 def _newest_event(settings: Settings) -> datetime | None:
-    from features.duckdb_lake import attach_table, connect
     from features.feature_tables import latest_version
+    from features.lake.duckdb_lake import attach_table, connect
 
     con = connect(storage_options=settings.lake.storage_options)
     newest: datetime | None = None
@@ -581,9 +581,9 @@ class UserStatsPusher:
 
     def restore(self) -> int:
         """Replay the last 7 days of lake activity into the state; return the activities read."""
-        from features.duckdb_lake import attach_table, connect
         from features.feature_tables import latest_version, read_activities
-        from features.lake_schema import QUARANTINE_TABLE, TRIPLES_TABLE
+        from features.lake.duckdb_lake import attach_table, connect
+        from features.lake.schema import QUARANTINE_TABLE, TRIPLES_TABLE
 
         root, opts = self._settings.lake_root, self._settings.lake.storage_options
         con = connect(storage_options=opts)

@@ -38,9 +38,9 @@ import duckdb
 import pyarrow as pa
 from deltalake import CommitProperties, write_deltalake
 
-from features.duckdb_lake import attach_table, connect, resolve_root
-from features.lake_reader import lake_error, open_table, table_exists
-from features.lake_schema import QUARANTINE_TABLE, TRIPLES_TABLE, table_uri
+from features.lake.duckdb_lake import attach_table, connect, resolve_root
+from features.lake.reader import lake_error, open_table, table_exists
+from features.lake.schema import QUARANTINE_TABLE, TRIPLES_TABLE, table_uri
 from features.text_features import FEATURE_NAMES as TEXT_FEATURE_NAMES
 from features.text_features import text_features_frame
 from features.user_stats import (
@@ -186,7 +186,7 @@ def read_activities(
     """Read every user's activity from attached tables, sorted by ``(user_id, ts)``.
 
     Args:
-        con: A connection from ``features.duckdb_lake.connect``.
+        con: A connection from ``features.lake.duckdb_lake.connect``.
         triples: Alias of the attached triples table (None: no triples yet).
         quarantine: Alias of the attached quarantine table (None: none yet).
 

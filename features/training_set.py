@@ -47,7 +47,6 @@ from typing import Any, Final
 import duckdb
 import pandas as pd
 
-from features.duckdb_lake import attach_table, connect, resolve_root
 from features.feature_tables import (
     RESPONSE_FEATURES,
     RESPONSE_FEATURES_TABLE,
@@ -56,8 +55,9 @@ from features.feature_tables import (
     build_user_stats,
     latest_version,
 )
-from features.lake_reader import history
-from features.lake_schema import CORRECTIONS_TABLE, TRIPLES_TABLE
+from features.lake.duckdb_lake import attach_table, connect, resolve_root
+from features.lake.reader import history
+from features.lake.schema import CORRECTIONS_TABLE, TRIPLES_TABLE
 from features.user_stats import PRIOR_ACCEPTED, USER_STATS_FEATURES
 from rluf.errors import DataQualityError, InputFileError, TableMissingError
 from rluf.settings import Settings

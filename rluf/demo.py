@@ -98,7 +98,7 @@ def _stream_stage(run: DemoRun, responses: int | None) -> None:
         _rluf(s, "stream", "run", "--until-idle", "3", "--flush")
         _rluf(s, "stream", "stats")
     with run.step("5. filter precision/recall against the simulation's ground truth"):
-        from features.lake_reader import read_table
+        from features.lake.reader import read_table
         from streams.filter_eval import score_filter
 
         facts = json.loads(truth.read_text())
@@ -122,7 +122,7 @@ def _feature_stage(run: DemoRun) -> None:
     with run.step("8. feature store: apply the Feast repo, materialize, query online"):
         _rluf(s, "features", "apply")
         _rluf(s, "features", "materialize")
-        from features.lake_reader import read_table
+        from features.lake.reader import read_table
 
         t = read_table(s.lake_root, "triples", columns=["user_id", "label"])
         top = t[t["label"] == 1]["user_id"].value_counts().index[:2].tolist()
@@ -147,7 +147,7 @@ def _model_stage(run: DemoRun) -> None:
         _rluf(s, "models", "list")
     with run.step("12. score answers with the served model"):
         from deploy.registry import ModelRegistry
-        from features.lake_reader import read_table
+        from features.lake.reader import read_table
 
         served = "production" if ModelRegistry(s.registry, s.data_home).production() is not None else "latest"
         if served == "latest":

@@ -52,7 +52,7 @@ from typing import IO, Any, Final, Literal
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from features.delta_sink import DeltaLandingSink
+from features.lake.delta_sink import DeltaLandingSink
 from rluf.errors import ConfigError, InputFileError, RlufError
 from rluf.ports import RestoredState
 from rluf.records import InputRecord, Landing, SourceRef, TopicPartition

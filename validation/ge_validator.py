@@ -28,8 +28,8 @@ from great_expectations.core.run_identifier import RunIdentifier
 from great_expectations.data_context.types.base import ProgressBarsConfig
 from great_expectations.exceptions import DataContextError, GreatExpectationsError
 
-from features.lake_reader import read_table, table_exists
-from features.lake_schema import CORRECTIONS_TABLE, QUARANTINE_SCHEMA, QUARANTINE_TABLE, TRIPLES_TABLE
+from features.lake.reader import read_table, table_exists
+from features.lake.schema import CORRECTIONS_TABLE, QUARANTINE_SCHEMA, QUARANTINE_TABLE, TRIPLES_TABLE
 from rluf.errors import DataQualityError, InputFileError
 from rluf.settings import ValidationSettings
 from validation.docs_offline import OfflineReport, make_offline

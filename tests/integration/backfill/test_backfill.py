@@ -31,8 +31,8 @@ import pyarrow.json as pa_json
 import pyarrow.parquet as pq
 import pytest
 
-from features.lake_reader import read_table, table_exists, table_version
-from features.lake_schema import corrections_from_rows, quarantine_from_rows, triples_from_rows
+from features.lake.reader import read_table, table_exists, table_version
+from features.lake.schema import corrections_from_rows, quarantine_from_rows, triples_from_rows
 from rluf.errors import InputFileError
 from rluf.schemas import LabelCorrection, QuarantineRecord, Triple
 from rluf.settings import FilterSettings, KafkaSettings, LakeSettings, Settings, SimulationSettings, StreamSettings

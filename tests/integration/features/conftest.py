@@ -20,7 +20,7 @@ from typing import Any
 
 import pytest
 
-from features.delta_sink import DeltaLandingSink
+from features.lake.delta_sink import DeltaLandingSink
 from rluf.records import Landing
 from rluf.schemas import LabelCorrection, Message, QuarantineRecord, Triple
 from rluf.settings import FeatureSettings, Settings

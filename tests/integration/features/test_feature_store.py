@@ -24,8 +24,8 @@ from features.feast_repo import (
     render_feature_store_yaml,
 )
 from features.feature_tables import SOURCES_METADATA_KEY, USER_STATS_TABLE
-from features.lake_reader import history, read_table
-from features.lake_schema import TRIPLES_TABLE
+from features.lake.reader import history, read_table
+from features.lake.schema import TRIPLES_TABLE
 from features.training_set import DATA_FILE, FEATURE_COLUMNS, build_training_set
 from features.user_stats import USER_STATS_FEATURES, UserStatsRow, to_micros
 from rluf.records import Landing

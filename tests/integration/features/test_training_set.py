@@ -8,10 +8,10 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from features.delta_sink import DeltaLandingSink
 from features.feature_tables import build_feature_tables
-from features.lake_reader import read_table
-from features.lake_schema import TRIPLES_TABLE
+from features.lake.delta_sink import DeltaLandingSink
+from features.lake.reader import read_table
+from features.lake.schema import TRIPLES_TABLE
 from features.training_set import (
     BASE_COLUMNS,
     FEATURE_COLUMNS,
@@ -93,7 +93,7 @@ def test_later_feature_rows_never_reach_back(lake: World, tmp_path: Path) -> Non
     from deltalake import write_deltalake
 
     from features.feature_tables import user_stats_to_arrow
-    from features.lake_schema import table_uri
+    from features.lake.schema import table_uri
     from features.user_stats import UserStatsRow, to_micros
 
     home = tmp_path / "copy"

@@ -22,8 +22,8 @@ from urllib.parse import urlparse
 import duckdb
 import duckdb_ext
 
-from features.lake_reader import lake_error
-from features.lake_schema import table_uri
+from features.lake.reader import lake_error
+from features.lake.schema import table_uri
 
 __all__ = ["attach_table", "connect", "is_local", "resolve_root"]
 

@@ -13,8 +13,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from features.lake_reader import history, lake_error, open_table, table_exists
-from features.lake_schema import TABLE_SCHEMAS, table_uri
+from features.lake.reader import history, lake_error, open_table, table_exists
+from features.lake.schema import TABLE_SCHEMAS, table_uri
 
 __all__ = ["LAKE_TABLES", "MaintenanceResult", "lake_history", "optimize_tables", "vacuum_tables"]
 

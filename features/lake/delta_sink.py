@@ -30,8 +30,8 @@ import pyarrow as pa
 import pyarrow.dataset as pds
 from deltalake import CommitProperties, DeltaTable, Transaction, write_deltalake
 
-from features.lake_reader import history, lake_error, open_table, read_table, table_exists
-from features.lake_schema import (
+from features.lake.reader import history, lake_error, open_table, read_table, table_exists
+from features.lake.schema import (
     CORRECTIONS_TABLE,
     PARTITION_COLUMN,
     QUARANTINE_TABLE,

@@ -28,7 +28,7 @@ import pyarrow.parquet as pq
 from deltalake import DeltaTable
 from deltalake.exceptions import CommitFailedError, SchemaMismatchError, TableNotFoundError
 
-from features.lake_schema import table_uri
+from features.lake.schema import table_uri
 from rluf.errors import LakeError, RlufError, TableMissingError
 
 __all__ = [

@@ -7,8 +7,8 @@ from datetime import UTC, datetime, timedelta, timezone
 import pyarrow as pa
 from deltalake import write_deltalake
 
-from features.lake_reader import read_table
-from features.lake_schema import (
+from features.lake.reader import read_table
+from features.lake.schema import (
     CORRECTIONS_SCHEMA,
     QUARANTINE_SCHEMA,
     TRIPLES_SCHEMA,
