@@ -114,7 +114,7 @@ def features_apply(
     offline: str = typer.Option("duckdb", "--offline", help="duckdb (default) or spark (needs the [spark] extra)."),
 ) -> None:
     """Generate the feature repo (entities, views, push source) and register it with Feast."""
-    from features.feast_repo import apply_repo
+    from features.store.repository import apply_repo
 
     if offline not in ("duckdb", "spark"):
         raise typer.BadParameter(f"--offline must be duckdb or spark, got {offline!r}")
@@ -132,7 +132,7 @@ def features_materialize(
     end: str | None = typer.Option(None, "--end", help="ISO-8601; default: now / the newest row."),
 ) -> None:
     """Rebuild the feature tables from the lake and load the online store."""
-    from features.feast_repo import materialize
+    from features.store.repository import materialize
 
     summary = materialize(_settings(ctx), start=_when(start, "--start"), end=_when(end, "--end"))
     typer.echo(f"materialized {', '.join(summary.feature_views)} for {summary.start:%Y-%m-%d %H:%M} .. "
@@ -151,7 +151,7 @@ def features_query(
     as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
 ) -> None:
     """Online lookup by entity key, or an offline point-in-time join for an entity file."""
-    from features.feast_repo import format_rows, get_offline, get_online, read_entity_file
+    from features.store.serving import format_rows, get_offline, get_online, read_entity_file
 
     s = _settings(ctx)
     fmt: Literal["table", "json"] = "json" if as_json else "table"

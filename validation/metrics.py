@@ -30,7 +30,7 @@ import numpy.typing as npt
 from scipy import special, stats
 from sklearn.metrics import average_precision_score, roc_auc_score
 
-from features.text_features import is_refusal
+from features.store.text_features import is_refusal
 
 __all__ = [
     "BinStrategy",
@@ -682,7 +682,7 @@ def evaluate_scores(
         labels: 0 or 1 per row.
         weights: Optional non-negative row weights, applied to every weight-aware metric.
         texts: The answers, aligned with `scores`; enables the length correlation and,
-            unless `refusals` is given, the refusal slice (`features.text_features.is_refusal`).
+            unless `refusals` is given, the refusal slice (`features.store.text_features.is_refusal`).
         pairs: ``(chosen_row, rejected_row)`` index pairs into `scores`; enables the
             preference accuracy (unweighted: a pair has no single row weight).
         refusals: Optional per-row mask of (valid) refusals, overriding the text heuristic.

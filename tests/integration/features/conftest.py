@@ -127,7 +127,7 @@ def build_world(home: Path, *, apply: bool = True) -> World:
     land_second(sink)
     store = None
     if apply:
-        from features.feast_repo import apply_repo, materialize, open_store
+        from features.store.repository import apply_repo, materialize, open_store
 
         apply_repo(settings)
         materialize(settings, end=MATERIALIZED_UNTIL)

@@ -76,7 +76,7 @@ class ReputationLookup:
     @classmethod
     def from_settings(cls, settings: Settings, *, store: FeatureStore | None = None) -> ReputationLookup:
         """Build the lookup for ``settings`` (opens the repository unless ``store`` is given)."""
-        from features.feast_repo import open_store
+        from features.store.repository import open_store
 
         return cls(store or open_store(settings), ttl_s=settings.features.reputation_cache_s)
 

@@ -10,7 +10,7 @@ turns auto-install off.
 ``feature_store.yaml`` selects it with::
 
     offline_store:
-      type: features.feast_offline.BundledDuckDBOfflineStore
+      type: features.store.feast_offline.BundledDuckDBOfflineStore
 
 Feast imports the class by that dotted path (and requires the config class to be named
 ``<Class>Config`` in the same module), so it must live in an importable package, not in
@@ -31,7 +31,7 @@ __all__ = ["BundledDuckDBOfflineStore", "BundledDuckDBOfflineStoreConfig", "STOR
 
 logger = logging.getLogger(__name__)
 
-STORE_TYPE = "features.feast_offline.BundledDuckDBOfflineStore"
+STORE_TYPE = "features.store.feast_offline.BundledDuckDBOfflineStore"
 """The ``offline_store.type`` value that selects this store."""
 
 _lock = threading.Lock()
@@ -57,8 +57,8 @@ def use_bundled_extensions() -> None:
 class BundledDuckDBOfflineStoreConfig(DuckDBOfflineStoreConfig):
     """Config of ``BundledDuckDBOfflineStore``: the same keys as Feast's ``duckdb`` store."""
 
-    type: Literal["features.feast_offline.BundledDuckDBOfflineStore"] = (  # type: ignore[assignment]
-        "features.feast_offline.BundledDuckDBOfflineStore"
+    type: Literal["features.store.feast_offline.BundledDuckDBOfflineStore"] = (  # type: ignore[assignment]
+        "features.store.feast_offline.BundledDuckDBOfflineStore"
     )
 
 

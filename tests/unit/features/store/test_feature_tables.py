@@ -6,9 +6,9 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-import features.feature_tables as ft
-from features.text_features import text_features_frame
-from features.user_stats import UserStatsRow, to_micros
+import features.store.feature_tables as ft
+from features.store.text_features import text_features_frame
+from features.store.user_stats import UserStatsRow, to_micros
 from rluf.records import Landing
 from rluf.schemas import Message, QuarantineRecord, Triple
 

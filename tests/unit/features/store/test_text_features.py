@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from features.text_features import (
+from features.store.text_features import (
     FEATURE_NAMES,
     TextFeatures,
     asks_follow_up,

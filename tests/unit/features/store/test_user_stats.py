@@ -9,7 +9,7 @@ from itertools import pairwise
 
 import pytest
 
-from features.user_stats import (
+from features.store.user_stats import (
     DAY_US,
     USER_STATS_FEATURES,
     WEEK_US,

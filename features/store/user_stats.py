@@ -2,7 +2,7 @@
 
 The feature store serves these numbers online (the stream filter reads ``reputation``) and
 joins them point-in-time into training sets. Both paths must agree exactly, so there is a
-single implementation, ``RollingUserStats``: the batch job (``features.feature_tables``)
+single implementation, ``RollingUserStats``: the batch job (``features.store.feature_tables``)
 replays the whole lake through it in event-time order, and the stream worker feeds it each
 landed batch and pushes the rows it yields. Fed the same activity, both produce the same
 rows.

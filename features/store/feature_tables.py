@@ -3,16 +3,16 @@
 Two tables live next to the stream worker's tables under the lake root:
 
 ``user_stats``
-    One row per user per change of the per-user statistics (``features.user_stats``):
+    One row per user per change of the per-user statistics (``features.store.user_stats``):
     ``user_id``, ``event_timestamp`` (when the values start to hold), ``created`` (when the
     row was written) and the ``USER_STATS_FEATURES``. Rebuilt by recomputing from the
     triples and quarantine tables and overwriting (one Delta commit; time travel keeps the
     previous build), because a late label correction or a replay can change history and a
     full replay of 1M triples takes seconds. The stream worker appends fresh rows between
-    rebuilds (``features.feast_repo.push_user_stats``).
+    rebuilds (``features.store.push.push_user_stats``).
 
 ``response_features``
-    One row per ``response_id`` with the text features of ``features.text_features`` and
+    One row per ``response_id`` with the text features of ``features.store.text_features`` and
     ``event_timestamp`` = the response's ``ts``. Text features cost ~0.1-0.2 ms per
     response, so this table is only ever appended: a build computes the responses not in
     it yet (identical texts once), in parallel processes for large batches.
@@ -41,9 +41,9 @@ from deltalake import CommitProperties, write_deltalake
 from features.lake.duckdb_lake import attach_table, connect, resolve_root
 from features.lake.reader import lake_error, open_table, table_exists
 from features.lake.schema import QUARANTINE_TABLE, TRIPLES_TABLE, table_uri
-from features.text_features import FEATURE_NAMES as TEXT_FEATURE_NAMES
-from features.text_features import text_features_frame
-from features.user_stats import (
+from features.store.text_features import FEATURE_NAMES as TEXT_FEATURE_NAMES
+from features.store.text_features import text_features_frame
+from features.store.user_stats import (
     USER_STATS_FEATURES,
     Activity,
     UserStatsRow,
