@@ -33,7 +33,8 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from features.importing import (
+from rluf.schemas import Message
+from streams.sources.importers.wire_events import (
     ImportResult,
     positives_to_keep,
     reaction_delay,
@@ -42,7 +43,6 @@ from features.importing import (
     required,
     response_event,
 )
-from rluf.schemas import Message
 
 __all__ = ["SOURCE", "POLICY_VERSION", "DEFAULT_START", "PreferencePair", "load_pairs", "hh_rlhf_events"]
 

@@ -1,7 +1,7 @@
-"""Shared building blocks of `rluf import`: real feedback data turned into wire events.
+"""Building blocks shared by the importers of `rluf import`: real feedback data turned into wire events.
 
-The importers (``features.import_oasst``, ``features.import_hh_rlhf``) read public
-human-feedback data and emit exactly what a chat product's producer would send: ``response``
+The importers (``oasst``, ``hh_rlhf`` beside this module) read public human-feedback data
+and emit exactly what a chat product's producer would send: ``response``
 events and ``reaction`` events, one JSON object per line. Everything downstream (stream
 worker, Beam backfill, Delta triples, training) then runs on real text and real reactions
 without a special code path for "imported" data.
@@ -18,7 +18,7 @@ Three things are decided here once, so both sources behave the same:
 * **The output file.** :func:`write_events` sorts by event time and writes UTF-8 JSONL with a
   fixed tie-break, so the same input and seed give the same bytes.
 
-This module does no I/O except in :func:`write_events` and :func:`import_source`.
+This module does no I/O except in :func:`write_events` (and reading input in :func:`read_json_lines`).
 """
 
 from __future__ import annotations
@@ -40,8 +40,6 @@ from rluf.errors import InputFileError
 from rluf.schemas import Message
 
 __all__ = [
-    "SourceName",
-    "SOURCES",
     "ImportResult",
     "read_json_lines",
     "required",
@@ -52,13 +50,9 @@ __all__ = [
     "response_event",
     "reaction_event",
     "write_events",
-    "import_source",
 ]
 
 logger = logging.getLogger(__name__)
-
-SourceName = Literal["oasst", "hh-rlhf"]
-SOURCES: tuple[str, ...] = ("oasst", "hh-rlhf")
 
 # Reading time the `too_fast` filter demands (FilterSettings defaults), and the safety factor
 # on top of it: an imported reaction must never look like a bot.
@@ -299,38 +293,3 @@ def write_events(result: ImportResult, out: Path) -> int:
     tmp.replace(out)
     logger.info("wrote %d %s events to %s", len(events), result.source, out)
     return len(events)
-
-
-def import_source(
-    name: SourceName, path: Path, out: Path, *, love_rate: float | None = None, seed: int = 0
-) -> ImportResult:
-    """Import one source file into a JSONL file of wire events (what `rluf import` calls).
-
-    Args:
-        name: ``"oasst"`` (OpenAssistant flat messages JSONL) or ``"hh-rlhf"`` (gzip JSONL of
-            ``{"chosen", "rejected"}`` pairs).
-        path: The source file.
-        out: Destination JSONL file of events.
-        love_rate: Target share of Loved responses (e.g. ``0.02``); ``None`` keeps the data's rate.
-        seed: Seed for reaction delays, love-rate sampling and (hh-rlhf) synthetic times.
-
-    Returns:
-        The result, whose :meth:`ImportResult.counts` the CLI reports.
-
-    Raises:
-        InputFileError: If the file is missing or a line is not usable.
-        ValueError: If ``name`` is unknown or ``love_rate`` is outside ``[0, 1)``.
-    """
-    # Imported here: the importers themselves import this module's helpers.
-    if name == "oasst":
-        from features.import_oasst import oasst_events
-
-        result = oasst_events(path, love_rate=love_rate, seed=seed)
-    elif name == "hh-rlhf":
-        from features.import_hh_rlhf import hh_rlhf_events
-
-        result = hh_rlhf_events(path, love_rate=love_rate, seed=seed)
-    else:
-        raise ValueError(f"unknown source {name!r}; expected one of {', '.join(SOURCES)}")
-    write_events(result, out)
-    return result

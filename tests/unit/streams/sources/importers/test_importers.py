@@ -10,13 +10,14 @@ from pathlib import Path
 
 import pytest
 
-from features.import_hh_rlhf import PreferencePair, hh_rlhf_events, load_pairs
-from features.import_oasst import oasst_events
-from features.importing import ImportResult, import_source, positive_quota, write_events
 from rluf.errors import InputFileError
 from rluf.schemas import EVENT_ADAPTER, ReactionEvent, ResponseEvent
+from streams.sources.importers.catalog import import_source
+from streams.sources.importers.hh_rlhf import PreferencePair, hh_rlhf_events, load_pairs
+from streams.sources.importers.oasst import oasst_events
+from streams.sources.importers.wire_events import ImportResult, positive_quota, write_events
 
-DATA = Path(__file__).resolve().parents[3].parent / "shared" / "data"
+DATA = Path(__file__).resolve().parents[5].parent / "shared" / "data"
 OASST = DATA / "oasst1-en-validation" / "en-validation.jsonl"
 HH = DATA / "hh-rlhf" / "harmless-base" / "test.jsonl.gz"
 

@@ -39,7 +39,9 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from features.importing import (
+from rluf.errors import InputFileError
+from rluf.schemas import Message
+from streams.sources.importers.wire_events import (
     ImportResult,
     positives_to_keep,
     reaction_delay,
@@ -48,8 +50,6 @@ from features.importing import (
     required,
     response_event,
 )
-from rluf.errors import InputFileError
-from rluf.schemas import Message
 
 __all__ = ["SOURCE", "HUMAN_POLICY", "oasst_events", "oasst_label"]
 
