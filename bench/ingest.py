@@ -35,8 +35,8 @@ from streams.broker_process import free_port, start_broker, stop_broker
 from streams.filter_eval import score_filter
 from streams.kafka_admin import ensure_topics
 from streams.kafka_producer import EventPublisher
-from streams.simulate import simulate, write_simulation
-from streams.text_corpus import load_corpus
+from streams.sources.simulator.simulate import simulate, write_simulation
+from streams.sources.simulator.text_corpus import load_corpus
 
 
 def raw_consume_rate(kafka: KafkaSettings, total: int, *, check_crcs: bool = True) -> float:

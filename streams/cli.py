@@ -139,9 +139,9 @@ def simulate(
 ) -> None:
     """Generate realistic traffic with bots, coordinated attackers and ground truth."""
     from rluf.shared_data import shared_data_dir
-    from streams.simulate import simulate as run_simulation
-    from streams.simulate import write_simulation
-    from streams.text_corpus import load_corpus
+    from streams.sources.simulator.simulate import simulate as run_simulation
+    from streams.sources.simulator.simulate import write_simulation
+    from streams.sources.simulator.text_corpus import load_corpus
 
     s = _settings(ctx)
     overrides: dict[str, Any] = {k: v for k, v in

@@ -39,8 +39,8 @@ from rluf.settings import FilterSettings, KafkaSettings, LakeSettings, Settings,
 from streams.beam_pipeline import build_pipeline, inspect_input, run_backfill
 from streams.filter_eval import score_filter
 from streams.kafka_producer import EventPublisher
-from streams.simulate import simulate, write_simulation
-from streams.text_corpus import template_corpus
+from streams.sources.simulator.simulate import simulate, write_simulation
+from streams.sources.simulator.text_corpus import template_corpus
 from tests.cli_env import worker_env
 from tests.factories import MALFORMED, edge_case_events, reaction, response
 

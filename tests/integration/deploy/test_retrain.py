@@ -20,8 +20,8 @@ from deploy.registry import ModelRegistry
 from deploy.retrain import read_history, retrain
 from rluf.settings import Settings
 from streams.beam_pipeline import run_backfill
-from streams.simulate import simulate, write_simulation
-from streams.text_corpus import template_corpus
+from streams.sources.simulator.simulate import simulate, write_simulation
+from streams.sources.simulator.text_corpus import template_corpus
 from training.plove import PLove
 from training.plove_model import PLoveModel
 

@@ -20,13 +20,13 @@ import pytest
 
 from rluf.schemas import EVENT_ADAPTER, ReactionEvent, ResponseEvent, ValidationError
 from rluf.settings import FilterSettings, SimulationSettings
-from streams.simulate import Simulation, reading_time_ms, simulate, write_simulation
-from streams.text_corpus import Corpus, load_corpus, template_corpus
+from streams.sources.simulator.simulate import Simulation, reading_time_ms, simulate, write_simulation
+from streams.sources.simulator.text_corpus import Corpus, load_corpus, template_corpus
 
 WINDOW_S = 86_400.0
 FILTERS = FilterSettings()
 CFG = SimulationSettings(users=200, responses=10_000, love_rate=0.02, seed=11)
-ROOT = Path(__file__).resolve().parents[3]
+ROOT = Path(__file__).resolve().parents[5]
 
 
 @pytest.fixture(scope="module")
@@ -111,8 +111,9 @@ def test_same_seed_gives_identical_files_even_across_processes(corpus: Corpus, t
     assert (tmp_path / "a.jsonl").read_bytes() == (tmp_path / "b.jsonl").read_bytes()
     assert (tmp_path / "a.json").read_bytes() == (tmp_path / "b.json").read_bytes()
     script = (
-        "import sys; from pathlib import Path; from rluf.settings import *; from streams.simulate import *;"
-        "from streams.text_corpus import template_corpus;"
+        "import sys; from pathlib import Path; from rluf.settings import *;"
+        "from streams.sources.simulator.simulate import *;"
+        "from streams.sources.simulator.text_corpus import template_corpus;"
         "s = simulate(SimulationSettings(users=30, responses=1500, seed=5), FilterSettings(), window_s=86400.0,"
         " corpus=template_corpus(seed=0, threads=1500));"
         "write_simulation(s, Path(sys.argv[1]), Path(sys.argv[2]))"

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from streams._text_templates import (
+from streams.sources.simulator.text_templates import (
     FOLLOW_UPS,
     GOODBYES,
     GREETINGS,

@@ -1,6 +1,6 @@
 """Traffic for `rluf simulate`: users, conversations, reactions, and the guards that keep honest users honest.
 
-Private to ``streams.simulate``. Times are integer milliseconds since the epoch so that every
+Used by ``simulate`` only. Times are integer milliseconds since the epoch so that every
 comparison against a filter threshold or a window boundary is exact. Actors (normal users,
 bots, coordinated groups, trolls, constant Lovers) append to ``responses`` and ``reactions``;
 the guards then drop the rare honest reaction that chance put near a rule, so that the ground
@@ -16,8 +16,8 @@ from datetime import datetime
 from typing import Any, Literal
 
 from rluf.settings import FilterSettings, SimulationSettings
-from streams._sim_rules import RuleEvent, reading_time_ms, tripped_rules
-from streams.text_corpus import Corpus, Exchange, Turn
+from streams.sources.simulator.reference_rules import RuleEvent, reading_time_ms, tripped_rules
+from streams.sources.simulator.text_corpus import Corpus, Exchange, Turn
 
 __all__ = ["AdversaryKind", "UserRole", "SimResponse", "SimReaction", "Traffic", "MS_PER_S"]
 

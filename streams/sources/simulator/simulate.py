@@ -14,8 +14,8 @@ of a Love burst, at least 10 minutes (or a tenth of the window) from a window cl
 adversarial reaction trips at least one rule by construction (bots always react faster than
 the reading time; coordinated accounts Love one planted answer within a fraction of the burst
 window; trolls react to other users' answers). A reference evaluation of the rules
-(``streams._sim_rules``) checks both sides before anything is returned. The traffic itself is
-built in ``streams._sim_traffic`` and written in ``streams._sim_wire``.
+(``reference_rules``, beside this module) checks both sides before anything is returned. The
+traffic itself is built in ``traffic`` and written in ``wire_lines``.
 
 Pure: all randomness comes from ``random.Random(cfg.seed)`` and time only from ``cfg.start``.
 """
@@ -30,10 +30,10 @@ from pathlib import Path
 from typing import Any, Literal
 
 from rluf.settings import FilterSettings, SimulationSettings
-from streams._sim_rules import reading_time_ms, tripped_rules
-from streams._sim_traffic import MS_PER_S, AdversaryKind, SimReaction, Traffic, UserRole
-from streams._sim_wire import serialise
-from streams.text_corpus import Corpus
+from streams.sources.simulator.reference_rules import reading_time_ms, tripped_rules
+from streams.sources.simulator.text_corpus import Corpus
+from streams.sources.simulator.traffic import MS_PER_S, AdversaryKind, SimReaction, Traffic, UserRole
+from streams.sources.simulator.wire_lines import serialise
 
 __all__ = [
     "AdversaryKind",
@@ -155,7 +155,7 @@ def simulate(
         filters: The filter thresholds the traffic is built around (normal users stay well
             inside them, adversaries cross them).
         window_s: Attribution window per response, seconds of event time.
-        corpus: Conversation text; see :func:`streams.text_corpus.load_corpus`.
+        corpus: Conversation text; see :func:`streams.sources.simulator.text_corpus.load_corpus`.
 
     Returns:
         The lines in producer send order and the ground truth; the same inputs give
