@@ -69,7 +69,7 @@ def demo(
     responses: int | None = typer.Option(None, "--responses", min=100, help="Simulated responses (default: settings)."),
 ) -> None:
     """Run the whole pipeline end to end on the embedded defaults (what `make demo` runs)."""
-    from rluf.demo import run_demo
+    from rluf.app.demo import run_demo
 
     run_demo(ctx.obj, typer.echo, responses=responses)
 
