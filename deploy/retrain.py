@@ -209,7 +209,7 @@ def _evaluate_register_decide(settings: Settings, registry: ModelRegistry, outco
     current = registry.production()
     if current is not None:
         echo(f"evaluating production version {current.version} on the same split")
-        outcome.current_metrics = evaluate_model(PLove.load(registry.model_path(current.version)), test).metrics
+        outcome.current_metrics = evaluate_model(registry.load_plove(current.version), test).metrics
     decision = promotion_decision(candidate.metrics, outcome.current_metrics or None,
                                   margin=settings.retrain.promote_margin, max_ece=settings.retrain.max_ece,
                                   min_auroc=settings.retrain.min_auroc)

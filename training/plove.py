@@ -15,16 +15,13 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal
 
 import numpy as np
 import torch
 from transformers import PreTrainedTokenizerBase
 
 from rluf.errors import ConfigError
-
-if TYPE_CHECKING:
-    from rluf.settings import Settings
 
 from .calibration import Calibration, apply_calibration
 from .datasets import encode_inputs, pad_inputs
@@ -75,25 +72,15 @@ class PLove:
         *,
         device: str | torch.device = "cpu",
         precision: Literal["fp32", "bf16"] = "fp32",
-        settings: Settings | None = None,
     ) -> PLove:
-        """Load a saved model: a directory (or a file in it), or a registry reference.
+        """Load a saved model: a directory written by ``PLoveModel.save``, a file in it, or a training output_dir.
 
-        ``"production"``, ``"latest"`` or a version number resolve through the model registry
-        of ``settings`` (default: the settings from ``RLUF_*`` env), so
-        ``PLove.load("production").score(contexts, responses)`` serves what was promoted.
+        To load what the registry serves (``"production"``, ``"latest"``, a version), use
+        ``deploy.registry.ModelRegistry.load_plove``.
 
         Raises:
             ConfigError: no saved model at ``path``.
-            ModelNotFoundError: the registry has no such version or alias.
         """
-        if isinstance(path, int) or (isinstance(path, str) and not Path(path).exists()
-                                     and (path in ("production", "latest") or path.isdigit())):
-            from deploy.registry import ModelRegistry
-            from rluf.settings import load_settings
-
-            s = settings or load_settings()
-            path = ModelRegistry(s.registry, s.data_home).model_path(path)
         where = Path(path)
         if where.is_file():
             where = where.parent
