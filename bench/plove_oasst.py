@@ -53,9 +53,9 @@ from streams.beam_pipeline import BackfillResult, run_backfill  # noqa: E402
 from streams.sources.importers.catalog import import_source  # noqa: E402
 from streams.sources.importers.wire_events import ImportResult  # noqa: E402
 from training.datasets import read_training_set, split_frame  # noqa: E402
-from training.plove import PLove  # noqa: E402
-from training.plove_model import PLoveModel  # noqa: E402
+from training.plove_scorer import PLove  # noqa: E402
 from training.reward_config import RewardTrainingConfig, config_from_settings  # noqa: E402
+from training.reward_model import PLoveModel  # noqa: E402
 from training.reward_trainer import RewardTrainer, TrainResult  # noqa: E402
 from validation.metrics import EvaluationReport, auroc, evaluate_scores  # noqa: E402
 from validation.plots import reliability_diagram  # noqa: E402

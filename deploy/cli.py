@@ -110,7 +110,7 @@ def score_cmd(
 
     from deploy.registry import is_model_ref
     from rluf.schemas import Message, first_error
-    from training.plove import PLove
+    from training.plove_scorer import PLove
 
     if not file.is_file():
         raise InputFileError(str(file), "no such file")

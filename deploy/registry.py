@@ -28,7 +28,7 @@ from rluf.settings import RegistrySettings
 if TYPE_CHECKING:
     import torch
 
-    from training.plove import PLove
+    from training.plove_scorer import PLove
 
 __all__ = ["LATEST", "PRODUCTION", "ModelRegistry", "ModelVersionInfo", "git_commit", "is_model_ref"]
 
@@ -285,7 +285,7 @@ class ModelRegistry:
         Raises:
             ModelNotFoundError: the registry has no such version or alias.
         """
-        from training.plove import PLove
+        from training.plove_scorer import PLove
 
         return PLove.load(self.model_path(ref), device=device, precision=precision)
 

@@ -4,7 +4,7 @@
 ``<data_home>/retrain/history.jsonl``): skipped (not enough new data), refused by the
 data-quality gate, trained and rejected (the reasons from the promotion gate), promoted, or
 failed. A failing gate or a worse model is never promoted. Training runs as a child process
-(`python -m training.train_reward`, or torchrun for several processes), so a kill of the
+(`python -m training.reward_entrypoint`, or torchrun for several processes), so a kill of the
 cycle at any point leaves the registry as it was: a version is registered only after its
 files and evaluation exist, and promotion is one alias move.
 """
@@ -123,7 +123,7 @@ def retrain_needed(settings: Settings, registry: ModelRegistry, *, now: float) -
 
 def _train_command(settings: Settings, train_set: Path, out: Path) -> list[str]:
     t = settings.training
-    args = ["-m", "training.train_reward", "--train-set", str(train_set), "--out", str(out),
+    args = ["-m", "training.reward_entrypoint", "--train-set", str(train_set), "--out", str(out),
             "--zero-stage", str(t.zero_stage)]
     if t.max_steps is not None:
         args += ["--max-steps", str(t.max_steps)]
@@ -194,7 +194,7 @@ def _cycle(settings: Settings, registry: ModelRegistry, outcome: RetrainOutcome,
 
 def _evaluate_register_decide(settings: Settings, registry: ModelRegistry, outcome: RetrainOutcome, ts: Any,
                               run_dir: Path, echo: Callable[[str], None]) -> None:
-    from training.plove import PLove
+    from training.plove_scorer import PLove
     from training.reward_config import config_from_settings
     from validation.model_card import promotion_decision
     from validation.model_eval import evaluate_model, write_card

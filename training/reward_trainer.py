@@ -59,8 +59,8 @@ from .distributed import (
     step_seed,
     world_size,
 )
-from .plove_model import PLoveModel
 from .reward_config import RewardTrainingConfig, load_deepspeed_config
+from .reward_model import PLoveModel
 
 __all__ = ["RewardTrainer", "TrainResult", "weighted_bce"]
 

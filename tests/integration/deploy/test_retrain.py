@@ -22,7 +22,7 @@ from rluf.settings import Settings
 from streams.beam_pipeline import run_backfill
 from streams.sources.simulator.simulate import simulate, write_simulation
 from streams.sources.simulator.text_corpus import template_corpus
-from training.plove_model import PLoveModel
+from training.reward_model import PLoveModel
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 VOCAB = Path(__file__).resolve().parents[2] / "fixtures" / "tiny_vocab.txt"

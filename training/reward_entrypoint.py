@@ -1,10 +1,10 @@
-"""Entry point: ``python -m training.train_reward --train-set PATH --out DIR [options]``.
+"""Entry point: ``python -m training.reward_entrypoint --train-set PATH --out DIR [options]``.
 
 The same module runs as one process or under a launcher, which starts one copy per rank::
 
-    python -m training.train_reward --train-set build/train.parquet --out build/plove
-    torchrun --nproc_per_node 2 -m training.train_reward --train-set ... --out ...     # CPU: gloo
-    deepspeed --num_gpus 8 --module training.train_reward --train-set ... --out ...    # GPUs: nccl
+    python -m training.reward_entrypoint --train-set build/train.parquet --out build/plove
+    torchrun --nproc_per_node 2 -m training.reward_entrypoint --train-set ... --out ...     # CPU: gloo
+    deepspeed --num_gpus 8 --module training.reward_entrypoint --train-set ... --out ...    # GPUs: nccl
 
 Every `RewardTrainingConfig` field is a flag (``--zero-stage``, ``--max-steps``, ``--resume``,
 ...); defaults come from rluf's settings (``RLUF_TRAINING__*`` env, or ``--config`` YAML).
@@ -33,8 +33,8 @@ from rluf.settings import load_settings  # noqa: E402
 from .datasets import read_training_set, split_frame  # noqa: E402
 from .distributed import ensure_process_env, launch_rank, rank  # noqa: E402
 from .pairwise import PairwiseTrainer  # noqa: E402
-from .plove_model import PLoveModel  # noqa: E402
 from .reward_config import RewardTrainingConfig, config_from_settings  # noqa: E402
+from .reward_model import PLoveModel  # noqa: E402
 from .reward_trainer import RewardTrainer  # noqa: E402
 
 __all__ = ["build_parser", "parse_config", "main"]

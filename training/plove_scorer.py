@@ -25,7 +25,7 @@ from rluf.errors import ConfigError
 
 from .calibration import Calibration, apply_calibration
 from .datasets import encode_inputs, pad_inputs
-from .plove_model import PLOVE_CONFIG_NAME, PLoveModel
+from .reward_model import PLOVE_CONFIG_NAME, PLoveModel
 
 __all__ = ["PLove"]
 

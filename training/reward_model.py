@@ -245,7 +245,7 @@ class PLoveModel(nn.Module):
         cfg_path, weights = src / PLOVE_CONFIG_NAME, src / WEIGHTS_NAME
         if not cfg_path.is_file() or not weights.is_file():
             raise ConfigError(f"no P[Love] model in {str(src)!r} (need {PLOVE_CONFIG_NAME} and {WEIGHTS_NAME})",
-                              "train one with `python -m training.train_reward`")
+                              "train one with `python -m training.reward_entrypoint`")
         config = json.loads(cfg_path.read_text())
         backbone_config = AutoConfig.from_pretrained(str(src), local_files_only=True)
         backbone = AutoModel.from_config(backbone_config)
