@@ -57,7 +57,8 @@ from training.plove_scorer import PLove  # noqa: E402
 from training.reward_config import RewardTrainingConfig, config_from_settings  # noqa: E402
 from training.reward_model import PLoveModel  # noqa: E402
 from training.reward_trainer import RewardTrainer, TrainResult  # noqa: E402
-from validation.metrics import EvaluationReport, auroc, evaluate_scores  # noqa: E402
+from validation.evaluation import EvaluationReport, evaluate_scores  # noqa: E402
+from validation.metrics import auroc  # noqa: E402
 from validation.plots import reliability_diagram  # noqa: E402
 
 DATA = Path("/work/shared/data/oasst1-en-validation/en-validation.jsonl")

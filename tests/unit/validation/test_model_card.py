@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from rluf.settings import RetrainSettings
-from validation.metrics import evaluate_scores
+from validation.evaluation import evaluate_scores
 from validation.model_card import (
     IMAGE_CALIBRATION,
     IMAGE_LOSS,
