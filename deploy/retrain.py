@@ -196,8 +196,8 @@ def _evaluate_register_decide(settings: Settings, registry: ModelRegistry, outco
                               run_dir: Path, echo: Callable[[str], None]) -> None:
     from training.plove_scorer import PLove
     from training.reward_config import config_from_settings
-    from validation.model_card import promotion_decision
     from validation.model_eval import evaluate_model, write_card
+    from validation.promotion_gate import promotion_decision
 
     config = config_from_settings(settings.training).to_dict()
     test = ts.frame("test")
