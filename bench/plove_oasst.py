@@ -49,7 +49,7 @@ import pandas as pd  # noqa: E402
 from bench.reward import device_name  # noqa: E402
 from features.training_set import TrainingSet, build_training_set  # noqa: E402
 from rluf.settings import LakeSettings, Settings  # noqa: E402
-from streams.beam_pipeline import BackfillResult, run_backfill  # noqa: E402
+from streams.backfill.pipeline import BackfillResult, run_backfill  # noqa: E402
 from streams.sources.importers.catalog import import_source  # noqa: E402
 from streams.sources.importers.wire_events import ImportResult  # noqa: E402
 from training.datasets import read_training_set, split_frame  # noqa: E402

@@ -259,7 +259,7 @@ def backfill(
 
     Options rluf does not know (e.g. --flink_master=host:8081) go to Beam unchanged.
     """
-    from streams.beam_pipeline import run_backfill
+    from streams.backfill.pipeline import run_backfill
 
     s = _settings(ctx)
     started = time.perf_counter()

@@ -36,7 +36,8 @@ from features.lake.schema import corrections_from_rows, quarantine_from_rows, tr
 from rluf.errors import InputFileError
 from rluf.schemas import LabelCorrection, QuarantineRecord, Triple
 from rluf.settings import FilterSettings, KafkaSettings, LakeSettings, Settings, SimulationSettings, StreamSettings
-from streams.beam_pipeline import build_pipeline, inspect_input, run_backfill
+from streams.backfill.inputs import inspect_input
+from streams.backfill.pipeline import build_pipeline, run_backfill
 from streams.filter_eval import score_filter
 from streams.kafka_producer import EventPublisher
 from streams.sources.simulator.simulate import simulate, write_simulation

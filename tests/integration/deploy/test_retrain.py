@@ -19,7 +19,7 @@ import pytest
 from deploy.registry import ModelRegistry
 from deploy.retrain import read_history, retrain
 from rluf.settings import Settings
-from streams.beam_pipeline import run_backfill
+from streams.backfill.pipeline import run_backfill
 from streams.sources.simulator.simulate import simulate, write_simulation
 from streams.sources.simulator.text_corpus import template_corpus
 from training.reward_model import PLoveModel
