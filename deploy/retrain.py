@@ -165,7 +165,7 @@ def retrain(settings: Settings, *, if_needed: bool = False, echo: Callable[[str]
 def _cycle(settings: Settings, registry: ModelRegistry, outcome: RetrainOutcome, *, if_needed: bool,
            echo: Callable[[str], None], now: float) -> None:
     from features.training_set import build_training_set
-    from validation.ge_validator import validate_lake
+    from validation.lake_gate import validate_lake
 
     if if_needed:
         needed, why = retrain_needed(settings, registry, now=now)

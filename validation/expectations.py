@@ -282,8 +282,8 @@ def quarantine_rate_frame(quarantined: int, accepted: int) -> pd.DataFrame:
 
     Args:
         quarantined: Rows in the quarantine table.
-        accepted: Input events that made it into the lake (see ``validation.ge_validator``
-            for how they are counted).
+        accepted: Input events that made it into the lake (see
+            ``validation.lake_gate.accepted_event_count`` for how they are counted).
     """
     total = quarantined + accepted
     return pd.DataFrame({
