@@ -14,6 +14,10 @@ exact that the paper's setup depends on:
 
 Only rank 0 writes the model, the PNG and ``metrics.json``; every rank writes its share of a
 DeepSpeed checkpoint (ZeRO shards).
+
+Why one module of ~470 lines: one trainer class (TRL's ``reward_trainer.py`` is ~800 lines);
+its loop, evaluation, calibration and checkpoint/resume share the DeepSpeed engine and the run
+state, and the short helpers below serve only it.
 """
 
 from __future__ import annotations

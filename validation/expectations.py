@@ -12,6 +12,10 @@ its threshold, instead of hidden in Python.
 Thresholds come from ``ValidationSettings`` (``Settings.validation``).
 
 Everything here is pure: no I/O, no GX context. ``validation.ge_validator`` runs the suites.
+
+Why one module of ~490 lines: these are the data-quality rules, read together when a threshold is
+reviewed; each derived frame belongs to the one rule that reads it. No I/O and no GX context
+live here (``validation.ge_validator`` runs the suites).
 """
 
 from __future__ import annotations

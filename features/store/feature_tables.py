@@ -19,6 +19,10 @@ Two tables live next to the stream worker's tables under the lake root:
 
 Every commit records the versions of the source tables it was computed from under the
 ``rluf.sources`` commit-info key, so a feature build can be traced to a lake snapshot.
+
+Why one module of ~440 lines: both tables are built by one ``build_feature_tables`` call from
+one lake snapshot, and share the write path, the source-version bookkeeping and the activity
+reader (which the stream worker's push also uses); two modules would split one build.
 """
 
 from __future__ import annotations

@@ -5,6 +5,10 @@ comparison against a filter threshold or a window boundary is exact. Actors (nor
 bots, coordinated groups, trolls, constant Lovers) append to ``responses`` and ``reactions``;
 the guards then drop the rare honest reaction that chance put near a rule, so that the ground
 truth needs no "probably".
+
+Why one module of ~470 lines: every actor and every guard works on the one ``Traffic`` state
+(users, responses, reactions, the random stream); the guards are only correct next to the
+actors whose reactions they keep clear of the rules.
 """
 
 from __future__ import annotations
