@@ -54,11 +54,11 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
 from bench.reward import device_name  # noqa: E402
-from features.import_hh_rlhf import PreferencePair, load_pairs  # noqa: E402
+from streams.sources.importers.hh_rlhf import PreferencePair, load_pairs  # noqa: E402
 from training.pairwise import PairwiseTrainer  # noqa: E402
-from training.plove import PLove  # noqa: E402
-from training.plove_model import PLoveModel  # noqa: E402
+from training.plove_scorer import PLove  # noqa: E402
 from training.reward_config import RewardTrainingConfig  # noqa: E402
+from training.reward_model import PLoveModel  # noqa: E402
 from training.reward_trainer import RewardTrainer  # noqa: E402
 from validation.metrics import preference_accuracy  # noqa: E402
 

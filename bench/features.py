@@ -38,8 +38,8 @@ import numpy as np
 import pyarrow as pa
 from deltalake import write_deltalake
 
-from features.delta_sink import DeltaLandingSink
-from features.lake_schema import (
+from features.lake.delta_sink import DeltaLandingSink
+from features.lake.schema import (
     CORRECTIONS_SCHEMA,
     CORRECTIONS_TABLE,
     PARTITION_COLUMN,
@@ -220,7 +220,7 @@ def synthetic_lake(root: Path, n: int, users: int, seed: int = 7) -> None:
 
 
 def bench_training_set(args: argparse.Namespace, home: Path) -> Settings:
-    from features.feature_tables import build_response_features, build_user_stats
+    from features.store.feature_tables import build_response_features, build_user_stats
     from features.training_set import build_training_set
 
     settings = Settings(data_home=home, features=FeatureSettings(repo_dir=str(home / "repo")))
@@ -242,7 +242,9 @@ def bench_training_set(args: argparse.Namespace, home: Path) -> Settings:
 def bench_feast(args: argparse.Namespace, settings: Settings) -> None:
     import pandas as pd
 
-    from features.feast_repo import ReputationLookup, apply_repo, get_offline, materialize, open_store
+    from features.store.repository import apply_repo, materialize, open_store
+    from features.store.reputation import ReputationLookup
+    from features.store.serving import get_offline
     from features.training_set import DATA_FILE
 
     t_apply = seconds(lambda: apply_repo(settings))

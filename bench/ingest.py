@@ -29,14 +29,14 @@ from uuid import uuid4
 
 from kafka import KafkaConsumer, TopicPartition
 
-from features.lake_reader import read_table
+from features.lake.reader import read_table
 from rluf.settings import BrokerSettings, KafkaSettings, Settings
 from streams.broker_process import free_port, start_broker, stop_broker
 from streams.filter_eval import score_filter
 from streams.kafka_admin import ensure_topics
 from streams.kafka_producer import EventPublisher
-from streams.simulate import simulate, write_simulation
-from streams.text_corpus import load_corpus
+from streams.sources.simulator.simulate import simulate, write_simulation
+from streams.sources.simulator.text_corpus import load_corpus
 
 
 def raw_consume_rate(kafka: KafkaSettings, total: int, *, check_crcs: bool = True) -> float:

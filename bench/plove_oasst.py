@@ -47,16 +47,18 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from bench.reward import device_name  # noqa: E402
-from features.importing import ImportResult, import_source  # noqa: E402
 from features.training_set import TrainingSet, build_training_set  # noqa: E402
 from rluf.settings import LakeSettings, Settings  # noqa: E402
-from streams.beam_pipeline import BackfillResult, run_backfill  # noqa: E402
+from streams.backfill.pipeline import BackfillResult, run_backfill  # noqa: E402
+from streams.sources.importers.catalog import import_source  # noqa: E402
+from streams.sources.importers.wire_events import ImportResult  # noqa: E402
 from training.datasets import read_training_set, split_frame  # noqa: E402
-from training.plove import PLove  # noqa: E402
-from training.plove_model import PLoveModel  # noqa: E402
+from training.plove_scorer import PLove  # noqa: E402
 from training.reward_config import RewardTrainingConfig, config_from_settings  # noqa: E402
+from training.reward_model import PLoveModel  # noqa: E402
 from training.reward_trainer import RewardTrainer, TrainResult  # noqa: E402
-from validation.metrics import EvaluationReport, auroc, evaluate_scores  # noqa: E402
+from validation.evaluation import EvaluationReport, evaluate_scores  # noqa: E402
+from validation.metrics import auroc  # noqa: E402
 from validation.plots import reliability_diagram  # noqa: E402
 
 DATA = Path("/work/shared/data/oasst1-en-validation/en-validation.jsonl")

@@ -31,9 +31,9 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 from training.datasets import encode_inputs, pad_inputs  # noqa: E402
-from training.plove import PLove  # noqa: E402
-from training.plove_model import PLoveModel  # noqa: E402
+from training.plove_scorer import PLove  # noqa: E402
 from training.reward_config import RewardTrainingConfig, load_deepspeed_config  # noqa: E402
+from training.reward_model import PLoveModel  # noqa: E402
 from training.reward_trainer import weighted_bce  # noqa: E402
 
 WORDS = [

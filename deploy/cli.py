@@ -108,8 +108,9 @@ def score_cmd(
     """Score (context, response) lines with P[Love]; adds a `p_love` field to each line."""
     from pydantic import TypeAdapter, ValidationError
 
+    from deploy.registry import is_model_ref
     from rluf.schemas import Message, first_error
-    from training.plove import PLove
+    from training.plove_scorer import PLove
 
     if not file.is_file():
         raise InputFileError(str(file), "no such file")
@@ -130,7 +131,7 @@ def score_cmd(
         rows.append(row)
         contexts.append([m.model_dump() for m in ctx_msgs])
         responses.append(row["response"])
-    scorer = PLove.load(model if not Path(model).exists() else Path(model), settings=_settings(ctx))
+    scorer = _registry(ctx).load_plove(model) if is_model_ref(model) else PLove.load(Path(model))
     scores = scorer.score(contexts, responses, batch_size=batch_size)
     sink = out.open("w") if out else sys.stdout
     try:

@@ -20,16 +20,22 @@ import subprocess
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from rluf.errors import ModelNotFoundError, RlufError
 from rluf.settings import RegistrySettings
 
-__all__ = ["PRODUCTION", "ModelRegistry", "ModelVersionInfo", "git_commit"]
+if TYPE_CHECKING:
+    import torch
+
+    from training.plove_scorer import PLove
+
+__all__ = ["LATEST", "PRODUCTION", "ModelRegistry", "ModelVersionInfo", "git_commit", "is_model_ref"]
 
 logger = logging.getLogger(__name__)
 
 PRODUCTION = "production"
+LATEST = "latest"
 _HISTORY_TAG = "rluf.production_history"
 
 
@@ -41,6 +47,16 @@ def git_commit(cwd: Path | None = None) -> str:
     except (OSError, subprocess.TimeoutExpired):
         return "unknown"
     return out.stdout.strip() if out.returncode == 0 and out.stdout.strip() else "unknown"
+
+
+def is_model_ref(ref: str | int | Path) -> bool:
+    """Whether ``ref`` names a registered version (``"production"``, ``"latest"``, a number), not a path.
+
+    A string that is also an existing path is a path: ``rluf score --model DIR`` loads ``DIR``.
+    """
+    if isinstance(ref, int):
+        return True
+    return isinstance(ref, str) and not Path(ref).exists() and (ref in (PRODUCTION, LATEST) or ref.isdigit())
 
 
 @dataclass
@@ -229,10 +245,10 @@ class ModelRegistry:
             if prod is None:
                 raise ModelNotFoundError(PRODUCTION)
             return prod
-        if ref == "latest":
+        if ref == LATEST:
             versions = self.list()
             if not versions:
-                raise ModelNotFoundError("latest")
+                raise ModelNotFoundError(LATEST)
             return versions[0]
         try:
             return self.get(int(ref))
@@ -257,6 +273,21 @@ class ModelRegistry:
             shutil.rmtree(staging, ignore_errors=True)
             marker.touch()
         return target
+
+    def load_plove(
+        self, ref: str | int, *, device: str | torch.device = "cpu", precision: Literal["fp32", "bf16"] = "fp32"
+    ) -> PLove:
+        """Load the P[Love] scorer of ``ref`` ("production", "latest" or a version number).
+
+        ``ModelRegistry(s.registry, s.data_home).load_plove("production").score(contexts, responses)``
+        serves what was promoted. The files are downloaded once, then cached (``model_path``).
+
+        Raises:
+            ModelNotFoundError: the registry has no such version or alias.
+        """
+        from training.plove_scorer import PLove
+
+        return PLove.load(self.model_path(ref), device=device, precision=precision)
 
     def _info(self, mv: Any) -> ModelVersionInfo:
         run = self._client.get_run(mv.run_id)

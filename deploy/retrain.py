@@ -4,7 +4,7 @@
 ``<data_home>/retrain/history.jsonl``): skipped (not enough new data), refused by the
 data-quality gate, trained and rejected (the reasons from the promotion gate), promoted, or
 failed. A failing gate or a worse model is never promoted. Training runs as a child process
-(`python -m training.train_reward`, or torchrun for several processes), so a kill of the
+(`python -m training.reward_entrypoint`, or torchrun for several processes), so a kill of the
 cycle at any point leaves the registry as it was: a version is registered only after its
 files and evaluation exist, and promotion is one alias move.
 """
@@ -93,8 +93,8 @@ def _exclusive(settings: Settings) -> Iterator[None]:
 
 def _new_triples_since(settings: Settings, version: int | None) -> tuple[int, int | None]:
     """Rows appended to the triples table after ``version`` (all rows when None), and the newest version."""
-    from features.lake_admin import lake_history
-    from features.lake_reader import table_exists
+    from features.lake.admin import lake_history
+    from features.lake.reader import table_exists
 
     if not table_exists(settings.lake_root, "triples", storage_options=settings.lake.storage_options):
         return 0, None
@@ -123,7 +123,7 @@ def retrain_needed(settings: Settings, registry: ModelRegistry, *, now: float) -
 
 def _train_command(settings: Settings, train_set: Path, out: Path) -> list[str]:
     t = settings.training
-    args = ["-m", "training.train_reward", "--train-set", str(train_set), "--out", str(out),
+    args = ["-m", "training.reward_entrypoint", "--train-set", str(train_set), "--out", str(out),
             "--zero-stage", str(t.zero_stage)]
     if t.max_steps is not None:
         args += ["--max-steps", str(t.max_steps)]
@@ -165,7 +165,7 @@ def retrain(settings: Settings, *, if_needed: bool = False, echo: Callable[[str]
 def _cycle(settings: Settings, registry: ModelRegistry, outcome: RetrainOutcome, *, if_needed: bool,
            echo: Callable[[str], None], now: float) -> None:
     from features.training_set import build_training_set
-    from validation.ge_validator import validate_lake
+    from validation.lake_gate import validate_lake
 
     if if_needed:
         needed, why = retrain_needed(settings, registry, now=now)
@@ -194,10 +194,10 @@ def _cycle(settings: Settings, registry: ModelRegistry, outcome: RetrainOutcome,
 
 def _evaluate_register_decide(settings: Settings, registry: ModelRegistry, outcome: RetrainOutcome, ts: Any,
                               run_dir: Path, echo: Callable[[str], None]) -> None:
-    from training.plove import PLove
+    from training.plove_scorer import PLove
     from training.reward_config import config_from_settings
-    from validation.model_card import promotion_decision
     from validation.model_eval import evaluate_model, write_card
+    from validation.promotion_gate import promotion_decision
 
     config = config_from_settings(settings.training).to_dict()
     test = ts.frame("test")
@@ -209,7 +209,7 @@ def _evaluate_register_decide(settings: Settings, registry: ModelRegistry, outco
     current = registry.production()
     if current is not None:
         echo(f"evaluating production version {current.version} on the same split")
-        outcome.current_metrics = evaluate_model(PLove.load(registry.model_path(current.version)), test).metrics
+        outcome.current_metrics = evaluate_model(registry.load_plove(current.version), test).metrics
     decision = promotion_decision(candidate.metrics, outcome.current_metrics or None,
                                   margin=settings.retrain.promote_margin, max_ece=settings.retrain.max_ece,
                                   min_auroc=settings.retrain.min_auroc)

@@ -1,4 +1,4 @@
-"""Commands of the data side: real-data import, the Delta lake, the feature store, backfill."""
+"""Commands of the data side: the Delta lake, the feature store and training sets."""
 
 from __future__ import annotations
 
@@ -8,53 +8,14 @@ from typing import Literal
 
 import typer
 
-from rluf.errors import InputFileError
 from rluf.settings import Settings
 
 __all__ = ["register"]
-
-_SOURCES = {
-    "oasst": Path("oasst1-en-validation") / "en-validation.jsonl",
-    "hh-rlhf": Path("hh-rlhf") / "harmless-base" / "test.jsonl.gz",
-}
 
 
 def _settings(ctx: typer.Context) -> Settings:
     settings: Settings = ctx.obj
     return settings
-
-
-def shared_data_dir() -> Path | None:
-    """``../shared/data`` beside the checkout (or the working directory), when present."""
-    for base in (Path.cwd(), Path(__file__).resolve().parents[1]):
-        candidate = base.parent / "shared" / "data"
-        if candidate.is_dir():
-            return candidate
-    return None
-
-
-def import_data(
-    source: str = typer.Argument(..., help="oasst or hh-rlhf"),
-    path: Path | None = typer.Option(None, "--path", help="Input file (default: the copy in ../shared/data)."),
-    out: Path | None = typer.Option(None, "--out", "-o", help="Events JSONL (default: <source>.events.jsonl)."),
-    love_rate: float | None = typer.Option(
-        None, "--love-rate", min=0.0, max=0.999, help="Sample positives down to this share of responses."),
-    seed: int = typer.Option(0, "--seed", help="Seed for sampling and reaction delays."),
-) -> None:
-    """Turn real human-feedback data into wire events (then `rluf replay` or `rluf backfill` them)."""
-    from features.importing import import_source
-
-    if source not in _SOURCES:
-        raise typer.BadParameter(f"source must be one of {', '.join(_SOURCES)}, got {source!r}")
-    if path is None:
-        data = shared_data_dir()
-        if data is None:
-            raise InputFileError(str(Path("../shared/data") / _SOURCES[source]), "no such file; pass --path")
-        path = data / _SOURCES[source]
-    target = out or Path(f"{source}.events.jsonl")
-    result = import_source(source, path, target, love_rate=love_rate, seed=seed)  # type: ignore[arg-type]
-    counts = ", ".join(f"{k} {v}" for k, v in result.counts().items())
-    typer.echo(f"wrote {target}: {counts}")
 
 
 lake_app = typer.Typer(help="Delta tables: compaction, vacuum, history.", no_args_is_help=True)
@@ -66,7 +27,7 @@ def lake_optimize(
     table: list[str] = typer.Option([], "--table", "-t", help="Table(s); default: all."),
 ) -> None:
     """Compact the small files the stream worker writes into large ones."""
-    from features.lake_admin import optimize_tables
+    from features.lake.admin import optimize_tables
 
     s = _settings(ctx)
     for r in optimize_tables(s.lake_root, table or None, storage_options=s.lake.storage_options):
@@ -83,7 +44,7 @@ def lake_vacuum(
     table: list[str] = typer.Option([], "--table", "-t", help="Table(s); default: all."),
 ) -> None:
     """Delete files no version within the retention period needs."""
-    from features.lake_admin import vacuum_tables
+    from features.lake.admin import vacuum_tables
 
     s = _settings(ctx)
     for r in vacuum_tables(s.lake_root, table or None, retention_hours=retention_hours, dry_run=dry_run,
@@ -100,7 +61,7 @@ def lake_history_cmd(
     """Every commit of a table: version, time, operation, rows, recorded resume positions."""
     from datetime import UTC, datetime
 
-    from features.lake_admin import LAKE_TABLES, lake_history
+    from features.lake.admin import LAKE_TABLES, lake_history
 
     if table not in LAKE_TABLES:
         raise typer.BadParameter(f"table must be one of {', '.join(LAKE_TABLES)}, got {table!r}")
@@ -122,7 +83,7 @@ def features_apply(
     offline: str = typer.Option("duckdb", "--offline", help="duckdb (default) or spark (needs the [spark] extra)."),
 ) -> None:
     """Generate the feature repo (entities, views, push source) and register it with Feast."""
-    from features.feast_repo import apply_repo
+    from features.store.repository import apply_repo
 
     if offline not in ("duckdb", "spark"):
         raise typer.BadParameter(f"--offline must be duckdb or spark, got {offline!r}")
@@ -140,7 +101,7 @@ def features_materialize(
     end: str | None = typer.Option(None, "--end", help="ISO-8601; default: now / the newest row."),
 ) -> None:
     """Rebuild the feature tables from the lake and load the online store."""
-    from features.feast_repo import materialize
+    from features.store.repository import materialize
 
     summary = materialize(_settings(ctx), start=_when(start, "--start"), end=_when(end, "--end"))
     typer.echo(f"materialized {', '.join(summary.feature_views)} for {summary.start:%Y-%m-%d %H:%M} .. "
@@ -159,7 +120,7 @@ def features_query(
     as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
 ) -> None:
     """Online lookup by entity key, or an offline point-in-time join for an entity file."""
-    from features.feast_repo import format_rows, get_offline, get_online, read_entity_file
+    from features.store.serving import format_rows, get_offline, get_online, read_entity_file
 
     s = _settings(ctx)
     fmt: Literal["table", "json"] = "json" if as_json else "table"
@@ -209,6 +170,5 @@ def _when(value: str | None, flag: str) -> datetime | None:
 
 def register(app: typer.Typer) -> None:
     """Attach the data-side commands to the root CLI."""
-    app.command("import")(import_data)
     app.add_typer(lake_app, name="lake")
     app.add_typer(features_app, name="features")

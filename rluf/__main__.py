@@ -1,5 +1,5 @@
 """`python -m rluf` = the `rluf` command."""
 
-from rluf.cli import main
+from rluf.app.cli import main
 
 main()

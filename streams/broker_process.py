@@ -9,6 +9,10 @@ Because Tansu exits with code 0 when its port is taken (it logs ``AddrInUse`` an
 successful TCP probe alone proves nothing: it may reach whatever else holds the port. A broker
 counts as ready only when *our* child is alive, answers a raw ApiVersions request, and (where
 the OS lets us see it) holds the listening socket itself.
+
+Why one module of ~490 lines: start, status and stop share the pid file, the readiness probe
+and the checks that a pid is still our Tansu, and this is the only module that knows Tansu
+exists (see above); splitting it would spread that knowledge.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Commands of the streaming side: broker, topics, replay, simulate, stream run/stats."""
+"""Commands of the streaming side: broker, topics, sources (simulate, import), replay, stream run/stats, backfill."""
 
 from __future__ import annotations
 
@@ -13,6 +13,12 @@ from rluf.errors import InputFileError
 from rluf.settings import Settings
 
 __all__ = ["register"]
+
+_IMPORT_FILES = {  # each source `rluf import` knows: its file under ../shared/data
+    "oasst": Path("oasst1-en-validation") / "en-validation.jsonl",
+    "hh-rlhf": Path("hh-rlhf") / "harmless-base" / "test.jsonl.gz",
+}
+
 
 broker_app = typer.Typer(help="The embedded Kafka-protocol broker (local development and CI).", no_args_is_help=True)
 topics_app = typer.Typer(help="Kafka topics rluf reads and writes.", no_args_is_help=True)
@@ -85,7 +91,7 @@ def topics_create(ctx: typer.Context) -> None:
     typer.echo(f"created: {', '.join(created) if created else 'nothing (all exist)'}")
 
 
-# ---------------------------------------------------------------------------- replay / simulate
+# ---------------------------------------------------------------------------- replay / simulate / import
 
 
 def replay(
@@ -132,10 +138,10 @@ def simulate(
         None, "--data-dir", help="Real text to draw on (default: ../shared/data when present)."),
 ) -> None:
     """Generate realistic traffic with bots, coordinated attackers and ground truth."""
-    from features.cli import shared_data_dir
-    from streams.simulate import simulate as run_simulation
-    from streams.simulate import write_simulation
-    from streams.text_corpus import load_corpus
+    from rluf.shared_data import shared_data_dir
+    from streams.sources.simulator.simulate import simulate as run_simulation
+    from streams.sources.simulator.simulate import write_simulation
+    from streams.sources.simulator.text_corpus import load_corpus
 
     s = _settings(ctx)
     overrides: dict[str, Any] = {k: v for k, v in
@@ -151,6 +157,31 @@ def simulate(
     typer.echo(f"wrote {out} and {truth_path} in {time.perf_counter() - started:.1f} s")
     for key, value in stats.items():
         typer.echo(f"  {key:<28} {value}")
+
+
+def import_data(
+    source: str = typer.Argument(..., help="oasst or hh-rlhf"),
+    path: Path | None = typer.Option(None, "--path", help="Input file (default: the copy in ../shared/data)."),
+    out: Path | None = typer.Option(None, "--out", "-o", help="Events JSONL (default: <source>.events.jsonl)."),
+    love_rate: float | None = typer.Option(
+        None, "--love-rate", min=0.0, max=0.999, help="Sample positives down to this share of responses."),
+    seed: int = typer.Option(0, "--seed", help="Seed for sampling and reaction delays."),
+) -> None:
+    """Turn real human-feedback data into wire events (then `rluf replay` or `rluf backfill` them)."""
+    from rluf.shared_data import shared_data_dir
+    from streams.sources.importers.catalog import import_source
+
+    if source not in _IMPORT_FILES:
+        raise typer.BadParameter(f"source must be one of {', '.join(_IMPORT_FILES)}, got {source!r}")
+    if path is None:
+        data = shared_data_dir()
+        if data is None:
+            raise InputFileError(str(Path("../shared/data") / _IMPORT_FILES[source]), "no such file; pass --path")
+        path = data / _IMPORT_FILES[source]
+    target = out or Path(f"{source}.events.jsonl")
+    result = import_source(source, path, target, love_rate=love_rate, seed=seed)  # type: ignore[arg-type]
+    counts = ", ".join(f"{k} {v}" for k, v in result.counts().items())
+    typer.echo(f"wrote {target}: {counts}")
 
 
 # ---------------------------------------------------------------------------- stream
@@ -228,7 +259,7 @@ def backfill(
 
     Options rluf does not know (e.g. --flink_master=host:8081) go to Beam unchanged.
     """
-    from streams.beam_pipeline import run_backfill
+    from streams.backfill.pipeline import run_backfill
 
     s = _settings(ctx)
     started = time.perf_counter()
@@ -253,3 +284,4 @@ def register(app: typer.Typer) -> None:
     app.command("replay")(replay)
     app.command("simulate")(simulate)
     app.command("backfill", context_settings={"allow_extra_args": True, "ignore_unknown_options": True})(backfill)
+    app.command("import")(import_data)

@@ -14,7 +14,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Literal
 
-from features.delta_sink import DeltaLandingSink
+from features.lake.delta_sink import DeltaLandingSink
 from rluf.ports import LandingObserver
 from rluf.records import Landing
 from rluf.settings import Settings
@@ -44,7 +44,7 @@ class FeatureStorePush:
     """Keeps the feature store's user statistics fresh from each landing (its push source)."""
 
     def __init__(self, settings: Settings) -> None:
-        from features.feast_repo import UserStatsPusher
+        from features.store.push import UserStatsPusher
 
         self._pusher = UserStatsPusher(settings)
         restored = self._pusher.restore()
@@ -69,7 +69,7 @@ def feature_hooks(settings: Settings) -> tuple[list[LandingObserver], Callable[[
     if settings.features.push_enabled:
         observers.append(FeatureStorePush(settings))
     if settings.filters.reputation_enabled:
-        from features.reputation import ReputationLookup
+        from features.store.reputation import ReputationLookup
 
         reputation = ReputationLookup.from_settings(settings)
     return observers, reputation

@@ -1,7 +1,7 @@
 """Process-level plumbing for DeepSpeed runs: env defaults, seeds, rank helpers.
 
 DeepSpeed discovers its process group from ``RANK``/``WORLD_SIZE``/``LOCAL_RANK``/
-``MASTER_ADDR``/``MASTER_PORT``; a plain ``python -m training.train_reward`` sets none of them,
+``MASTER_ADDR``/``MASTER_PORT``; a plain ``python -m training.reward_entrypoint`` sets none of them,
 and DeepSpeed then falls back to MPI discovery (``ModuleNotFoundError: mpi4py``). torchrun and
 the ``deepspeed`` launcher set all five, so the defaults below only ever apply to a single
 process. This module is the only place in ``training/`` that writes ``os.environ``.

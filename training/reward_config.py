@@ -1,6 +1,6 @@
 """Options of P[Love] reward-model training (`RewardTrainer`), one dataclass.
 
-Every field carries ``metadata={"help": ...}`` so `training.train_reward` turns them into CLI
+Every field carries ``metadata={"help": ...}`` so `training.reward_entrypoint` turns them into CLI
 flags with `transformers.HfArgumentParser`. `config_from_settings` is the one function that
 maps ``Settings.training`` onto it.
 """

@@ -14,6 +14,10 @@ exact that the paper's setup depends on:
 
 Only rank 0 writes the model, the PNG and ``metrics.json``; every rank writes its share of a
 DeepSpeed checkpoint (ZeRO shards).
+
+Why one module of ~470 lines: one trainer class (TRL's ``reward_trainer.py`` is ~800 lines);
+its loop, evaluation, calibration and checkpoint/resume share the DeepSpeed engine and the run
+state, and the short helpers below serve only it.
 """
 
 from __future__ import annotations
@@ -59,8 +63,8 @@ from .distributed import (
     step_seed,
     world_size,
 )
-from .plove_model import PLoveModel
 from .reward_config import RewardTrainingConfig, load_deepspeed_config
+from .reward_model import PLoveModel
 
 __all__ = ["RewardTrainer", "TrainResult", "weighted_bce"]
 

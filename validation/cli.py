@@ -21,7 +21,8 @@ def validate_data(
     events: Path | None = typer.Option(None, "--events", help="Also check raw events (JSONL; first 10,000 lines)."),
 ) -> None:
     """Run the suites on the lake (and optionally a training set / raw events); exit 1 on failure."""
-    from validation.ge_validator import require_passing, validate_lake
+    from validation.gate_results import require_passing
+    from validation.lake_gate import validate_lake
 
     s: Settings = ctx.obj
     result = validate_lake(s.lake_root, s.validation, now=datetime.now(UTC), storage_options=s.lake.storage_options,

@@ -12,6 +12,10 @@ its threshold, instead of hidden in Python.
 Thresholds come from ``ValidationSettings`` (``Settings.validation``).
 
 Everything here is pure: no I/O, no GX context. ``validation.ge_validator`` runs the suites.
+
+Why one module of ~490 lines: these are the data-quality rules, read together when a threshold is
+reviewed; each derived frame belongs to the one rule that reads it. No I/O and no GX context
+live here (``validation.ge_validator`` runs the suites).
 """
 
 from __future__ import annotations
@@ -282,8 +286,8 @@ def quarantine_rate_frame(quarantined: int, accepted: int) -> pd.DataFrame:
 
     Args:
         quarantined: Rows in the quarantine table.
-        accepted: Input events that made it into the lake (see ``validation.ge_validator``
-            for how they are counted).
+        accepted: Input events that made it into the lake (see
+            ``validation.lake_gate.accepted_event_count`` for how they are counted).
     """
     total = quarantined + accepted
     return pd.DataFrame({

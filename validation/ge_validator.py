@@ -1,7 +1,8 @@
 """Run the data-quality suites with Great Expectations and write offline Data Docs.
 
-``validate_lake`` is the gate: ``rluf validate data`` prints its report and exits non-zero on
-failure, and retraining calls ``require_passing`` on it and refuses to train on failed data.
+``GeValidator`` runs the suites of ``validation.expectations`` on frames and turns GX's
+results into ``validation.gate_results``; ``validation.lake_gate.validate_lake`` feeds it the
+lake.
 
 GX runs in an *ephemeral* context: nothing is written to a ``gx/`` project folder, the only
 output is the Data Docs site under ``<reports_dir>/data_docs``, rebuilt on every run so that
@@ -12,12 +13,10 @@ one-line report needs.
 
 from __future__ import annotations
 
-import gc
 import json
 import logging
 import shutil
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Final, Literal
@@ -28,32 +27,12 @@ from great_expectations.core.run_identifier import RunIdentifier
 from great_expectations.data_context.types.base import ProgressBarsConfig
 from great_expectations.exceptions import DataContextError, GreatExpectationsError
 
-from features.lake_reader import read_table, table_exists
-from features.lake_schema import CORRECTIONS_TABLE, QUARANTINE_SCHEMA, QUARANTINE_TABLE, TRIPLES_TABLE
-from rluf.errors import DataQualityError, InputFileError
-from rluf.settings import ValidationSettings
+from rluf.errors import DataQualityError
 from validation.docs_offline import OfflineReport, make_offline
-from validation.expectations import (
-    Suite,
-    nested_as_length,
-    quarantine_suite,
-    raw_events_suite,
-    training_set_suite,
-    triples_suite,
-)
+from validation.expectations import Suite, nested_as_length
+from validation.gate_results import FailedExpectation, SuiteResult
 
-__all__ = [
-    "DOCS_DIRNAME",
-    "FailedExpectation",
-    "GateResult",
-    "GeValidator",
-    "SuiteResult",
-    "SummaryRow",
-    "accepted_event_count",
-    "read_events_jsonl",
-    "require_passing",
-    "validate_lake",
-]
+__all__ = ["DOCS_DIRNAME", "GeValidator"]
 
 logger = logging.getLogger(__name__)
 
@@ -63,164 +42,6 @@ DOCS_DIRNAME: Final = "data_docs"
 _SITE_NAME: Final = "rluf_data_docs"
 _DATASOURCE: Final = "rluf"
 _GENERATED: Final = ("index.html", "expectations", "validations", "static")
-_TRIPLE_READ_COLUMNS: Final = (
-    "response_id", "conversation_id", "user_id", "context", "response", "label", "weight", "ts",
-    "window_closed_at", "reaction_sources", "date",
-)
-_RAW_COLUMNS: Final = ("type", "event_id", "response_id", "conversation_id", "user_id", "context", "response",
-                       "policy_version", "reaction", "action", "ts")
-
-
-@dataclass(frozen=True)
-class FailedExpectation:
-    """One failed (or errored) expectation, enough to name it in a one-line report.
-
-    Attributes:
-        suite: Suite name (``triples``).
-        check: Check within the suite (``rows``, ``daily_love_rate``).
-        expectation: GX expectation type (``expect_column_values_to_be_unique``).
-        column: The column it reads, if any.
-        detail: What was observed (``2 of 10 rows unexpected, e.g. 'r1'``).
-    """
-
-    suite: str
-    check: str
-    expectation: str
-    column: str | None
-    detail: str
-
-    def __str__(self) -> str:
-        target = f"({self.column})" if self.column else ""
-        return f"{self.suite}/{self.check}: {self.expectation}{target}: {self.detail}"
-
-
-@dataclass(frozen=True)
-class SuiteResult:
-    """The outcome of one suite over one input frame (all of its checks).
-
-    Attributes:
-        name: Suite name as reported (``triples``).
-        success: True when every expectation of every check passed.
-        statistics: ``evaluated``, ``passed``, ``failed`` expectation counts and ``rows`` of the input.
-        failed: The failed expectations.
-    """
-
-    name: str
-    success: bool
-    statistics: Mapping[str, int]
-    failed: tuple[FailedExpectation, ...]
-
-    @property
-    def failures(self) -> list[str]:
-        """The failed expectations as readable one-liners."""
-        return [str(f) for f in self.failed]
-
-    def failed_expectations(self) -> set[tuple[str, str, str | None]]:
-        """Return ``{(check, expectation type, column)}`` of the failures, for assertions and routing."""
-        return {(f.check, f.expectation, f.column) for f in self.failed}
-
-
-@dataclass(frozen=True)
-class SummaryRow:
-    """One row of the gate's summary table."""
-
-    suite: str
-    expectations: int
-    passed: int
-    failed: int
-    success: bool
-
-
-@dataclass(frozen=True)
-class GateResult:
-    """All suites of one gate run, and where their Data Docs are.
-
-    Attributes:
-        suites: One result per suite run, in run order.
-        docs_index: ``index.html`` of the Data Docs site, or None when docs were not built.
-        offline: What the offline rewrite did, or None when docs were not built.
-    """
-
-    suites: tuple[SuiteResult, ...]
-    docs_index: Path | None = None
-    offline: OfflineReport | None = None
-
-    @property
-    def success(self) -> bool:
-        return all(s.success for s in self.suites)
-
-    @property
-    def failed_suites(self) -> list[str]:
-        return [s.name for s in self.suites if not s.success]
-
-    @property
-    def failures(self) -> list[str]:
-        return [line for s in self.suites for line in s.failures]
-
-    def suite(self, name: str) -> SuiteResult:
-        """Return the result of suite ``name``.
-
-        Raises:
-            KeyError: that suite did not run.
-        """
-        for s in self.suites:
-            if s.name == name:
-                return s
-        raise KeyError(name)
-
-    def rows(self) -> list[SummaryRow]:
-        """Return the summary table's rows: suite, expectations, passed, failed, success."""
-        return [
-            SummaryRow(s.name, s.statistics["evaluated"], s.statistics["passed"], s.statistics["failed"], s.success)
-            for s in self.suites
-        ]
-
-    def summary_table(self) -> str:
-        """Return the summary as a fixed-width text table (what ``rluf validate data`` prints)."""
-        header = ("suite", "expectations", "passed", "failed", "success")
-        body = [(r.suite, str(r.expectations), str(r.passed), str(r.failed), "yes" if r.success else "NO")
-                for r in self.rows()]
-        widths = [max(len(row[i]) for row in [header, *body]) for i in range(len(header))]
-
-        def line(cells: Sequence[str]) -> str:
-            first = cells[0].ljust(widths[0])
-            pairs = enumerate(zip(cells[1:], widths[1:], strict=True))
-            rest = [c.rjust(w) if i < 3 else c.ljust(w) for i, (c, w) in pairs]
-            return "  ".join([first, *rest]).rstrip()
-
-        return "\n".join([line(header), *(line(b) for b in body)])
-
-    def report(self) -> str:
-        """Return the summary table, one line per failed expectation, and the Data Docs path."""
-        parts = [self.summary_table()]
-        if self.failures:
-            parts.append("failed expectations:")
-            parts.extend(f"  {f}" for f in self.failures)
-        if self.docs_index is not None:
-            parts.append(f"data docs: {self.docs_index}")
-        verdict = "passed" if self.success else f"FAILED ({', '.join(self.failed_suites)})"
-        parts.append(f"data quality: {verdict}")
-        return "\n".join(parts)
-
-
-def require_passing(result: GateResult | SuiteResult, *, action: str = "train") -> None:
-    """Raise unless every suite of ``result`` passed; the retrain gate calls this before training.
-
-    Raises:
-        DataQualityError: naming the failed suites, the first failure and the Data Docs.
-    """
-    suites = result.suites if isinstance(result, GateResult) else (result,)
-    failed = [s for s in suites if not s.success]
-    if not failed:
-        return
-    lines = [line for s in failed for line in s.failures]
-    first = lines[0] if lines else "no expectation result"
-    more = f" (+{len(lines) - 1} more)" if len(lines) > 1 else ""
-    docs = result.docs_index if isinstance(result, GateResult) else None
-    where = f"; see {docs}" if docs is not None else "; run `rluf validate data` for the report"
-    raise DataQualityError(
-        f"refusing to {action}: data-quality suite {', '.join(s.name for s in failed)} failed: {first}{more}{where}"
-    )
 
 
 # --------------------------------------------------------------------------- result formatting
@@ -415,124 +236,3 @@ class GeValidator:
         self._context.build_data_docs(site_names=[_SITE_NAME])
         self.offline = make_offline(self.docs_dir)
         return self.docs_dir / "index.html"
-
-
-# --------------------------------------------------------------------------- the lake gate
-
-
-def accepted_event_count(triples: pd.DataFrame, corrections: int) -> int:
-    """Count the input events the lake accepted: responses, their accepted reactions, late corrections.
-
-    A triple is one response event plus the reactions that decided its label
-    (``reaction_sources``); a label correction is one late reaction. Reactions that were
-    accepted but did not change anything leave no row, so this is a lower bound and the
-    quarantine rate an upper bound: the gate errs on the side of alarming.
-    """
-    reactions = 0
-    if "reaction_sources" in triples.columns:
-        reactions = int(sum(len(v) for v in triples["reaction_sources"] if v is not None))
-    return len(triples) + reactions + corrections
-
-
-def read_events_jsonl(path: Path, *, limit: int | None = 10_000) -> pd.DataFrame:
-    """Read up to ``limit`` raw events (one JSON object a line) into a frame, without validating them.
-
-    Lines that are not JSON objects become rows with no fields, so the raw-events suite counts
-    them (a missing ``type``). Unknown fields are dropped: only the contract's columns are kept.
-
-    Raises:
-        InputFileError: the file cannot be read.
-    """
-    rows: list[dict[str, Any]] = []
-    try:
-        with path.open(encoding="utf-8", errors="replace") as handle:
-            for line in handle:
-                if limit is not None and len(rows) >= limit:
-                    break
-                if not line.strip():
-                    continue
-                try:
-                    value = json.loads(line)
-                except ValueError:
-                    value = None
-                rows.append({k: value.get(k) for k in _RAW_COLUMNS} if isinstance(value, dict) else {})
-    except OSError as exc:
-        raise InputFileError(str(path), f"cannot read raw events ({exc.strerror or exc})") from exc
-    return pd.DataFrame(rows, columns=list(_RAW_COLUMNS))
-
-
-def _read_training_set(path: Path) -> pd.DataFrame:
-    if not path.exists():
-        raise InputFileError(str(path), "no training set here; export one with the feature store")
-    try:
-        return pd.read_parquet(path)
-    except Exception as exc:  # pyarrow raises several unrelated types for unreadable files
-        raise InputFileError(str(path), f"not a readable parquet training set ({exc})") from exc
-
-
-def validate_lake(
-    lake_root: str,
-    settings: ValidationSettings | None = None,
-    *,
-    now: datetime,
-    reports_dir: Path | None = None,
-    storage_options: Mapping[str, str] | None = None,
-    training_set: Path | None = None,
-    raw_events: Path | None = None,
-    raw_events_limit: int = 10_000,
-    build_docs: bool = True,
-    result_format: Literal["SUMMARY", "BOOLEAN_ONLY"] = "SUMMARY",
-) -> GateResult:
-    """Run the data-quality gate on the current lake and write the Data Docs.
-
-    Suites: ``raw_events`` (when ``raw_events`` is given), ``triples``, ``quarantine`` and
-    ``training_set`` (when ``training_set`` is given).
-
-    Args:
-        lake_root: Lake root (``Settings.lake_root``).
-        settings: ``Settings.validation`` (thresholds, ``reports_dir``), or bare thresholds.
-        now: The clock for the freshness rule, aware (the CLI passes ``datetime.now(UTC)``).
-        reports_dir: Where the Data Docs go; default ``settings.reports_dir`` (or ``reports``).
-        storage_options: Object-store options (``Settings.lake.storage_options``).
-        training_set: A training-set parquet file or folder to check as well.
-        raw_events: A JSONL file of raw input events; its first ``raw_events_limit`` lines are checked.
-        build_docs: Write the Data Docs site (off in tight loops).
-        result_format: GX result detail, see ``GeValidator``.
-
-    Raises:
-        TableMissingError: no ``triples`` table yet.
-        InputFileError: the training set or the raw events cannot be read.
-    """
-    folder = reports_dir or Path(getattr(settings, "reports_dir", "reports"))
-    validator = GeValidator(folder, result_format=result_format, run_time=now)
-    results: list[SuiteResult] = []
-    if raw_events is not None:
-        events = read_events_jsonl(raw_events, limit=raw_events_limit)
-        results.append(validator.validate("raw_events", events, raw_events_suite(settings)))
-    triples = read_table(lake_root, TRIPLES_TABLE, columns=_TRIPLE_READ_COLUMNS, storage_options=storage_options)
-    corrections = 0
-    if table_exists(lake_root, CORRECTIONS_TABLE, storage_options=storage_options):
-        corrections = len(read_table(lake_root, CORRECTIONS_TABLE, columns=["correction_id"],
-                                     storage_options=storage_options))
-    if table_exists(lake_root, QUARANTINE_TABLE, storage_options=storage_options):
-        quarantine = read_table(lake_root, QUARANTINE_TABLE, columns=["quarantine_id", "reason", "quarantined_at"],
-                                storage_options=storage_options)
-    else:
-        quarantine = QUARANTINE_SCHEMA.empty_table().select(["quarantine_id", "reason", "quarantined_at"]).to_pandas()
-    accepted = accepted_event_count(triples, corrections)
-    results.append(validator.validate("triples", triples, triples_suite(settings, now=now)))
-    results.append(validator.validate("quarantine", quarantine, quarantine_suite(settings, accepted_events=accepted)))
-    if training_set is not None:
-        frame = _read_training_set(training_set)
-        results.append(validator.validate("training_set", frame, training_set_suite(settings)))
-    del triples, quarantine
-    gc.collect()
-    index: Path | None = None
-    offline: OfflineReport | None = None
-    if build_docs:
-        index = validator.build_docs()
-        offline = validator.offline
-    gate = GateResult(tuple(results), index, offline)
-    logger.info("data-quality gate %s (%s)", "passed" if gate.success else "FAILED",
-                ", ".join(f"{r.suite} {r.passed}/{r.expectations}" for r in gate.rows()))
-    return gate

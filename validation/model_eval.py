@@ -15,8 +15,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from features.text_features import is_refusal
-from validation.metrics import EvaluationReport, evaluate_scores
+from features.store.text_features import is_refusal
+from validation.evaluation import EvaluationReport, evaluate_scores
 from validation.model_card import IMAGE_CALIBRATION, IMAGE_LOSS, IMAGE_SCORES, write_model_card
 from validation.plots import reliability_diagram, score_histogram
 

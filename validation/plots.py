@@ -20,7 +20,8 @@ import numpy.typing as npt
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from validation.metrics import Calibration, CalibrationBin, EvaluationReport
+from validation.evaluation import EvaluationReport
+from validation.metrics import CalibrationBin, CalibrationReport
 
 __all__ = ["loss_curve", "reliability_diagram", "score_histogram"]
 
@@ -46,19 +47,19 @@ def _save(fig: Figure, path: Path | str) -> Path:
     return out
 
 
-def _bins_of(report_or_bins: EvaluationReport | Calibration | Sequence[CalibrationBin]) -> tuple[
+def _bins_of(report_or_bins: EvaluationReport | CalibrationReport | Sequence[CalibrationBin]) -> tuple[
     list[CalibrationBin], float | None
 ]:
     if isinstance(report_or_bins, EvaluationReport):
         cal = report_or_bins.calibration
         return ([] if cal is None else list(cal.bins)), (None if cal is None else cal.ece)
-    if isinstance(report_or_bins, Calibration):
+    if isinstance(report_or_bins, CalibrationReport):
         return list(report_or_bins.bins), report_or_bins.ece
     return list(report_or_bins), None
 
 
 def reliability_diagram(
-    report_or_bins: EvaluationReport | Calibration | Sequence[CalibrationBin],
+    report_or_bins: EvaluationReport | CalibrationReport | Sequence[CalibrationBin],
     path: Path | str,
     *,
     title: str = "Reliability diagram",
@@ -70,7 +71,7 @@ def reliability_diagram(
     three rows means little.
 
     Args:
-        report_or_bins: An evaluation report, a `Calibration`, or its bins. Without bins
+        report_or_bins: An evaluation report, a `CalibrationReport`, or its bins. Without bins
             (e.g. the report had no calibration) the figure says so instead of failing.
         path: Where to write the PNG.
         title: Figure title; the ECE is appended when known.

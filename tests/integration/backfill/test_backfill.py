@@ -31,16 +31,17 @@ import pyarrow.json as pa_json
 import pyarrow.parquet as pq
 import pytest
 
-from features.lake_reader import read_table, table_exists, table_version
-from features.lake_schema import corrections_from_rows, quarantine_from_rows, triples_from_rows
+from features.lake.reader import read_table, table_exists, table_version
+from features.lake.schema import corrections_from_rows, quarantine_from_rows, triples_from_rows
 from rluf.errors import InputFileError
 from rluf.schemas import LabelCorrection, QuarantineRecord, Triple
 from rluf.settings import FilterSettings, KafkaSettings, LakeSettings, Settings, SimulationSettings, StreamSettings
-from streams.beam_pipeline import build_pipeline, inspect_input, run_backfill
+from streams.backfill.inputs import inspect_input
+from streams.backfill.pipeline import build_pipeline, run_backfill
 from streams.filter_eval import score_filter
 from streams.kafka_producer import EventPublisher
-from streams.simulate import simulate, write_simulation
-from streams.text_corpus import template_corpus
+from streams.sources.simulator.simulate import simulate, write_simulation
+from streams.sources.simulator.text_corpus import template_corpus
 from tests.cli_env import worker_env
 from tests.factories import MALFORMED, edge_case_events, reaction, response
 

@@ -19,11 +19,10 @@ import pytest
 from deploy.registry import ModelRegistry
 from deploy.retrain import read_history, retrain
 from rluf.settings import Settings
-from streams.beam_pipeline import run_backfill
-from streams.simulate import simulate, write_simulation
-from streams.text_corpus import template_corpus
-from training.plove import PLove
-from training.plove_model import PLoveModel
+from streams.backfill.pipeline import run_backfill
+from streams.sources.simulator.simulate import simulate, write_simulation
+from streams.sources.simulator.text_corpus import template_corpus
+from training.reward_model import PLoveModel
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 VOCAB = Path(__file__).resolve().parents[2] / "fixtures" / "tiny_vocab.txt"
@@ -85,7 +84,7 @@ def test_retrain_promotes_then_refuses_a_model_that_is_not_better(lake_home: Pat
     assert {"auroc", "ece", "log_loss"} <= set(prod.metrics)
     assert Path(first.model_card or "").read_text().count("data:image/png;base64,") >= 2
     # the registry's production model scores (Python API)
-    scores = PLove.load("production", settings=s).score([[{"role": "user", "content": "hi"}]], ["hello there"])
+    scores = registry.load_plove("production").score([[{"role": "user", "content": "hi"}]], ["hello there"])
     assert 0.0 <= float(scores[0]) <= 1.0
 
     # nothing new landed: --if-needed skips

@@ -17,7 +17,7 @@ import time
 from dataclasses import asdict
 from pathlib import Path
 
-from features.delta_sink import DeltaLandingSink
+from features.lake.delta_sink import DeltaLandingSink
 from rluf.settings import FilterSettings, KafkaSettings, StreamSettings
 from streams.faust_app import run_faust_worker
 from streams.ingest_loop import IngestLoop

@@ -22,9 +22,9 @@ from typing import Any
 import pytest
 from deltalake import DeltaTable
 
-from features.delta_sink import transaction_app_id
-from features.lake_reader import read_table
-from features.lake_schema import QUARANTINE_TABLE, TRIPLES_TABLE, table_uri
+from features.lake.delta_sink import transaction_app_id
+from features.lake.reader import read_table
+from features.lake.schema import QUARANTINE_TABLE, TRIPLES_TABLE, table_uri
 from rluf.settings import KafkaSettings
 from streams.faust_app import broker_urls, internal_topics
 from streams.kafka_admin import consumer_lag, ensure_topics

@@ -20,7 +20,7 @@ from typing import Any
 
 import pytest
 
-from features.delta_sink import DeltaLandingSink
+from features.lake.delta_sink import DeltaLandingSink
 from rluf.records import Landing
 from rluf.schemas import LabelCorrection, Message, QuarantineRecord, Triple
 from rluf.settings import FeatureSettings, Settings
@@ -127,7 +127,7 @@ def build_world(home: Path, *, apply: bool = True) -> World:
     land_second(sink)
     store = None
     if apply:
-        from features.feast_repo import apply_repo, materialize, open_store
+        from features.store.repository import apply_repo, materialize, open_store
 
         apply_repo(settings)
         materialize(settings, end=MATERIALIZED_UNTIL)

@@ -10,24 +10,17 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from features.feast_offline import STORE_TYPE
-from features.feast_repo import (
-    DEFINITIONS_FILE,
-    ReputationLookup,
-    UserStatsPusher,
-    apply_repo,
-    format_rows,
-    get_offline,
-    get_online,
-    push_user_stats,
-    read_entity_file,
-    render_feature_store_yaml,
-)
-from features.feature_tables import SOURCES_METADATA_KEY, USER_STATS_TABLE
-from features.lake_reader import history, read_table
-from features.lake_schema import TRIPLES_TABLE
+from features.lake.reader import history, read_table
+from features.lake.schema import TRIPLES_TABLE
+from features.store.definitions import DEFINITIONS_FILE, render_feature_store_yaml
+from features.store.feast_offline import STORE_TYPE
+from features.store.feature_tables import SOURCES_METADATA_KEY, USER_STATS_TABLE
+from features.store.push import UserStatsPusher, push_user_stats
+from features.store.repository import apply_repo
+from features.store.reputation import ReputationLookup
+from features.store.serving import format_rows, get_offline, get_online, read_entity_file
+from features.store.user_stats import USER_STATS_FEATURES, UserStatsRow, to_micros
 from features.training_set import DATA_FILE, FEATURE_COLUMNS, build_training_set
-from features.user_stats import USER_STATS_FEATURES, UserStatsRow, to_micros
 from rluf.records import Landing
 from rluf.settings import FeatureSettings, Settings
 
@@ -201,7 +194,7 @@ def test_apply_before_any_data_gives_queryable_empty_tables(tmp_path: Path) -> N
 
 
 def test_spark_offline_store_is_the_documented_scale_path(tmp_path: Path) -> None:
-    from features.feast_repo import feast_objects, render_definitions
+    from features.store.definitions import feast_objects, render_definitions
 
     settings = Settings(data_home=tmp_path, lake={"root": "s3://bucket/lake"})  # type: ignore[arg-type]
     objects = feast_objects(user_stats_path="s3a://bucket/lake/user_stats",
@@ -215,7 +208,7 @@ def test_spark_offline_store_is_the_documented_scale_path(tmp_path: Path) -> Non
 
 
 def test_materialize_before_apply_says_what_to_run(tmp_path: Path) -> None:
-    from features.feast_repo import materialize
+    from features.store.repository import materialize
     from rluf.errors import ConfigError
 
     with pytest.raises(ConfigError, match="rluf features apply"):

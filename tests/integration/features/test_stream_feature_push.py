@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from features.lake_reader import read_table
+from features.lake.reader import read_table
 from rluf.settings import KafkaSettings
 from streams.kafka_producer import EventPublisher
 from tests.cli_env import worker_env

@@ -8,17 +8,17 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from features.delta_sink import DeltaLandingSink
-from features.feature_tables import build_feature_tables
-from features.lake_reader import read_table
-from features.lake_schema import TRIPLES_TABLE
+from features.lake.delta_sink import DeltaLandingSink
+from features.lake.reader import read_table
+from features.lake.schema import TRIPLES_TABLE
+from features.store.feature_tables import build_feature_tables
+from features.store.user_stats import USER_STATS_FEATURES
 from features.training_set import (
     BASE_COLUMNS,
     FEATURE_COLUMNS,
     build_training_set,
     rebuild_training_set,
 )
-from features.user_stats import USER_STATS_FEATURES
 from rluf.errors import DataQualityError, TableMissingError
 from rluf.records import Landing
 
@@ -92,9 +92,9 @@ def test_later_feature_rows_never_reach_back(lake: World, tmp_path: Path) -> Non
     """A statistic landing (or pushed) after a label time cannot change that triple's row."""
     from deltalake import write_deltalake
 
-    from features.feature_tables import user_stats_to_arrow
-    from features.lake_schema import table_uri
-    from features.user_stats import UserStatsRow, to_micros
+    from features.lake.schema import table_uri
+    from features.store.feature_tables import user_stats_to_arrow
+    from features.store.user_stats import UserStatsRow, to_micros
 
     home = tmp_path / "copy"
     world = build_world(home, apply=False)

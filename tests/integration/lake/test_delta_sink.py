@@ -11,10 +11,10 @@ from pathlib import Path
 import pytest
 from deltalake import DeltaTable
 
-import features.delta_sink as delta_sink
-from features.delta_sink import CHECKPOINT_METADATA_KEY, DeltaLandingSink, transaction_app_id
-from features.lake_reader import history, read_table, table_exists, table_version
-from features.lake_schema import CORRECTIONS_TABLE, QUARANTINE_TABLE, TRIPLES_TABLE, table_uri
+import features.lake.delta_sink as delta_sink
+from features.lake.delta_sink import CHECKPOINT_METADATA_KEY, DeltaLandingSink, transaction_app_id
+from features.lake.reader import history, read_table, table_exists, table_version
+from features.lake.schema import CORRECTIONS_TABLE, QUARANTINE_TABLE, TRIPLES_TABLE, table_uri
 from rluf.errors import LakeError, TableMissingError
 from rluf.ports import LandedTriple
 from rluf.records import Landing
@@ -312,7 +312,7 @@ def test_reading_a_table_in_a_short_script_exits_cleanly(tmp_path) -> None:
     script = textwrap.dedent(
         f"""
         import sys
-        from features.lake_reader import read_table
+        from features.lake.reader import read_table
         frame = read_table({root!r}, "triples", columns=["response_id", "context", "reactions"])
         quarantine = read_table({root!r}, "quarantine")
         sys.stdout.write(f"{{len(frame)}} {{len(quarantine)}}")

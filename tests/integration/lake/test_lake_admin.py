@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from features.delta_sink import DeltaLandingSink
-from features.lake_admin import lake_history, optimize_tables, vacuum_tables
-from features.lake_reader import open_table, read_table
+from features.lake.admin import lake_history, optimize_tables, vacuum_tables
+from features.lake.delta_sink import DeltaLandingSink
+from features.lake.reader import open_table, read_table
 from rluf.records import Landing
 from rluf.schemas import Message, Triple
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from features.delta_sink import DeltaLandingSink
+from features.lake.delta_sink import DeltaLandingSink
 from rluf.records import Landing
 from rluf.schemas import Message, Triple
 

@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from features.lake_reader import read_table, table_exists
+from features.lake.reader import read_table, table_exists
 from rluf.settings import KafkaSettings
 from streams.kafka_admin import ensure_topics
 from streams.kafka_producer import EventPublisher
@@ -187,7 +187,7 @@ def test_sigkill_mid_stream_loses_and_duplicates_nothing(kafka_settings: KafkaSe
 
 
 def _triples_version(home: Path) -> int:
-    from features.lake_reader import table_version
+    from features.lake.reader import table_version
 
     root = str(home / "lake")
     return table_version(root, "triples") if table_exists(root, "triples") else -1

@@ -1,6 +1,6 @@
 """Fixtures for the training integration tests: real DeepSpeed in subprocesses.
 
-These tests run the entry point (``python -m training.train_reward``) the way users and
+These tests run the entry point (``python -m training.reward_entrypoint``) the way users and
 launchers do, so DeepSpeed initialises normally, including its ``deepspeed_shm_comm`` op.
 That op is JIT-built once per machine (~30 s on 2 cores) into ``$TORCH_EXTENSIONS_DIR``;
 the ``shm_comm_op`` fixture builds it up front so no single test pays for it.

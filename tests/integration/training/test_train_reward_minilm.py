@@ -10,7 +10,7 @@ import pytest
 from tests.integration.training.conftest import run_module, summary_of
 from tests.unit.training.synthetic import make_triples
 from training.datasets import split_frame
-from training.plove import PLove
+from training.plove_scorer import PLove
 
 
 @pytest.mark.slow
@@ -18,7 +18,8 @@ def test_minilm_learns_the_signal_and_stays_calibrated(tmp_path, shm_comm_op):
     frame = make_triples(500, rate=0.05, seed=11, splits=(0.6, 0.4))
     frame.to_parquet(tmp_path / "train.parquet")
     proc, seconds = run_module([
-        "-m", "training.train_reward", "--train-set", str(tmp_path / "train.parquet"), "--out", str(tmp_path / "out"),
+        "-m", "training.reward_entrypoint", "--train-set", str(tmp_path / "train.parquet"),
+        "--out", str(tmp_path / "out"),
         "--max-length", "64", "--batch-size", "16", "--epochs", "3", "--lr", "1e-4", "--zero-stage", "1",
         "--save-steps", "20", "--eval-steps", "20", "--progress-bar", "false"], timeout=500)
     summary = summary_of(proc)

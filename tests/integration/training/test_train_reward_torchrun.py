@@ -10,8 +10,8 @@ import pytest
 from tests.integration.training.conftest import VOCAB, run_module, summary_of
 from tests.unit.training.synthetic import make_triples
 from training.distributed import free_port
-from training.plove import PLove
-from training.plove_model import PLoveModel
+from training.plove_scorer import PLove
+from training.reward_model import PLoveModel
 
 
 @pytest.mark.slow
@@ -25,7 +25,7 @@ def test_two_process_torchrun_run_kill_and_resume(tmp_path, shm_comm_op):
     def torchrun(*extra: str):
         return run_module([
             "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", str(free_port()),
-            "-m", "training.train_reward", "--train-set", str(tmp_path / "train.parquet"),
+            "-m", "training.reward_entrypoint", "--train-set", str(tmp_path / "train.parquet"),
             "--out", str(tmp_path / "out"), "--backbone", str(tmp_path / "tiny-backbone"),
             "--max-steps", "4", "--batch-size", "8", "--max-length", "48", "--zero-stage", "1",
             "--save-steps", "2", "--progress-bar", "false", *extra], timeout=120)

@@ -18,8 +18,8 @@ import pyarrow as pa
 import pytest
 from deltalake import write_deltalake
 
-from features.delta_sink import DeltaLandingSink
-from features.lake_schema import TRIPLES_TABLE, table_uri, triples_to_arrow
+from features.lake.delta_sink import DeltaLandingSink
+from features.lake.schema import TRIPLES_TABLE, table_uri, triples_to_arrow
 from rluf.records import Landing
 from rluf.schemas import Message, QuarantineRecord, Triple
 from rluf.settings import ValidationSettings

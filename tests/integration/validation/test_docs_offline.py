@@ -9,7 +9,7 @@ from urllib.parse import urlsplit
 import pytest
 
 from validation.docs_offline import CDN_FILES, VENDOR_DIR, asset_problems, make_offline
-from validation.ge_validator import validate_lake
+from validation.lake_gate import validate_lake
 
 from .conftest import NOW, land, make_triples
 

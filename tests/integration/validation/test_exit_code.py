@@ -18,7 +18,7 @@ SCRIPT = textwrap.dedent("""
     import sys
     from datetime import UTC, datetime
     from pathlib import Path
-    from validation.ge_validator import validate_lake
+    from validation.lake_gate import validate_lake
     result = validate_lake(sys.argv[1], None, now=datetime(2026, 11, 10, tzinfo=UTC), reports_dir=Path(sys.argv[2]))
     sys.exit(0 if result.success else 3)
 """)

@@ -7,10 +7,11 @@ from pathlib import Path
 
 import pytest
 
-from features.lake_schema import triples_to_arrow
+from features.lake.schema import triples_to_arrow
 from rluf.errors import DataQualityError, TableMissingError
 from rluf.settings import ValidationSettings
-from validation.ge_validator import GateResult, require_passing, validate_lake
+from validation.gate_results import GateResult, require_passing
+from validation.lake_gate import validate_lake
 
 from .conftest import (
     NOW,

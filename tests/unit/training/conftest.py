@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from training.plove_model import PLoveModel
+from training.reward_model import PLoveModel
 
 VOCAB = Path(__file__).resolve().parents[2] / "fixtures" / "tiny_vocab.txt"
 

@@ -13,9 +13,9 @@ from rluf.errors import ConfigError, DataQualityError
 from tests.unit.training.synthetic import make_pairs, make_triples
 from training.datasets import split_frame, upsample_positives
 from training.pairwise import PairwiseTrainer, bradley_terry_loss
-from training.plove import PLove
-from training.plove_model import PLoveModel
+from training.plove_scorer import PLove
 from training.reward_config import RewardTrainingConfig
+from training.reward_model import PLoveModel
 from training.reward_trainer import RewardTrainer, weighted_bce
 
 pytestmark = pytest.mark.usefixtures("no_shm_comm")

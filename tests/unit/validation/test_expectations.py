@@ -23,7 +23,8 @@ from validation.expectations import (
     triples_suite,
     user_label_share_frame,
 )
-from validation.ge_validator import GeValidator, SuiteResult, require_passing
+from validation.gate_results import SuiteResult, require_passing
+from validation.ge_validator import GeValidator
 
 T0 = datetime(2026, 11, 1, tzinfo=UTC)
 NOW = T0 + timedelta(days=10)

@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from validation.metrics import evaluate_scores, expected_calibration_error
+from validation.evaluation import evaluate_scores
+from validation.metrics import expected_calibration_error
 from validation.plots import loss_curve, reliability_diagram, score_histogram
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -27,7 +28,7 @@ def test_reliability_diagram_accepts_report_calibration_or_bins(tmp_path, scored
         out = reliability_diagram(source, tmp_path / f"rel{i}.png")
         assert out == tmp_path / f"rel{i}.png"
         assert out.read_bytes().startswith(PNG_MAGIC)
-    # the report and its Calibration draw the same figure
+    # the report and its CalibrationReport draw the same figure
     assert (tmp_path / "rel0.png").read_bytes() == (tmp_path / "rel1.png").read_bytes()
 
 
