@@ -11,11 +11,12 @@ need.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import (
     BaseSettings,
+    NoDecode,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
     YamlConfigSettingsSource,
@@ -34,6 +35,9 @@ __all__ = [
     "TrainingSettings",
     "RegistrySettings",
     "RetrainSettings",
+    "ArmSettings",
+    "RolloutSettings",
+    "GatewaySettings",
     "load_settings",
 ]
 
@@ -230,6 +234,85 @@ class RetrainSettings(_Slice):
     interval_s: float = Field(3600.0, gt=0)
 
 
+class ArmSettings(_Slice):
+    """One arm of a rollout: the share of users it gets and the policy that answers them."""
+
+    weight: float = Field(ge=0, le=1, description="share of users, 0..1; the weights of all arms sum to 1")
+    policy: str = Field(
+        min_length=1, description='registry reference of the policy model: "production", "latest" or a version number'
+    )
+
+
+class RolloutSettings(_Slice):
+    """Which policy answers which user: sticky hash assignment of users to arms (deploy/rollout.py)."""
+
+    experiment: str = Field("rollout-1", min_length=1, description="salt of the user hash; a new name reshuffles")
+    model_name: str = Field("policy", min_length=1, description="registered model of the policy in the registry")
+    control_arm: str = Field("control", min_length=1, description="the holdout arm, compared against in A/B")
+    arms: dict[str, ArmSettings] = Field(
+        default_factory=lambda: {"control": ArmSettings(weight=1.0, policy="production")},
+        description='e.g. {"control": {"weight": 0.5, "policy": "production"}, '
+        '"candidate": {"weight": 0.5, "policy": "7"}}',
+    )
+
+    @model_validator(mode="after")
+    def _split_is_whole(self) -> RolloutSettings:
+        if self.control_arm not in self.arms:
+            raise ValueError(f"rollout.control_arm {self.control_arm!r} is not one of the arms {sorted(self.arms)}")
+        total = sum(arm.weight for arm in self.arms.values())
+        if abs(total - 1.0) > 1e-6:
+            raise ValueError(f"rollout.arms weights must sum to 1, got {total:g}")
+        return self
+
+
+def _comma_separated(value: Any) -> Any:
+    if isinstance(value, str):
+        return tuple(part.strip() for part in value.split(",") if part.strip())
+    return value
+
+
+class GatewaySettings(_Slice):
+    """`rluf serve`: the authenticated HTTP gateway in front of the policy and Kafka (docs/gateway.md).
+
+    Secrets (API keys, the token signing key) come from the environment or a file, never from
+    a YAML default: ``RLUF_GATEWAY__API_KEYS=key1,key2``, ``RLUF_GATEWAY__SIGNING_KEY=...`` or
+    ``..._FILE`` paths (one key per line).
+    """
+
+    host: str = "127.0.0.1"
+    port: int = Field(8080, ge=1, le=65535)
+    api_keys: Annotated[tuple[SecretStr, ...], NoDecode] = Field(
+        (), description="application API keys, comma-separated in the environment"
+    )
+    api_keys_file: Path | None = Field(None, description="file with one API key per line (added to api_keys)")
+    signing_key: SecretStr | None = Field(None, description="HMAC key of user tokens, at least 32 characters")
+    signing_key_file: Path | None = Field(None, description="file holding the signing key (first line)")
+    dev_mode: bool = Field(
+        False, description="serve the chat page with a short-lived session token; loopback hosts only"
+    )
+    token_ttl_s: float = Field(3600.0, gt=0, description="lifetime of a user token")
+    session_ttl_s: float = Field(900.0, gt=0, description="lifetime of a dev-mode page session token")
+    max_body_bytes: int = Field(65_536, ge=256, description="larger request bodies are refused with 413")
+    rate_per_s: float = Field(1.0, gt=0, description="per-user refill of the request bucket, calls per second")
+    rate_burst: float = Field(20.0, ge=1, description="per-user bucket size, calls")
+    rate_users_max: int = Field(100_000, ge=1, description="users whose buckets are kept (least recent dropped)")
+    owners_max: int = Field(200_000, ge=1, description="response/conversation owners remembered per process")
+    owners_ttl_s: float = Field(
+        8 * 86_400.0, gt=0, description="how long a response accepts reactions (window + lateness)"
+    )
+    publish_timeout_s: float = Field(5.0, gt=0, description="wait this long for Kafka's ack before answering 503")
+    policy_dir: str | None = Field(None, description="serve every arm from this local HF folder (no registry)")
+    policy_refresh_s: float = Field(60.0, gt=0, description="re-resolve registry aliases this often")
+    max_new_tokens: int = Field(96, ge=1, le=4096)
+    max_context_tokens: int = Field(1024, ge=16, description="keep this many newest prompt tokens")
+    temperature: float = Field(0.7, ge=0, description="0: greedy decoding")
+    top_p: float = Field(0.95, gt=0, le=1)
+    generation_workers: int = Field(1, ge=1, description="answers generated at once (CPU-heavy)")
+    max_concurrency: int = Field(64, ge=1, description="open requests before uvicorn answers 503")
+
+    _split_keys = field_validator("api_keys", mode="before")(_comma_separated)
+
+
 class Settings(BaseSettings):
     """Everything rluf can be told. Build once (CLI root) and pass slices down."""
 
@@ -249,6 +332,8 @@ class Settings(BaseSettings):
     training: TrainingSettings = TrainingSettings()
     registry: RegistrySettings = RegistrySettings()
     retrain: RetrainSettings = RetrainSettings()
+    rollout: RolloutSettings = RolloutSettings()
+    gateway: GatewaySettings = GatewaySettings()
 
     @model_validator(mode="after")
     def _windows_consistent(self) -> Settings:
