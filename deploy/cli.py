@@ -9,6 +9,7 @@ from pathlib import Path
 
 import typer
 
+from deploy.gateway.cli import register as register_gateway
 from rluf.errors import InputFileError
 from rluf.settings import Settings
 
@@ -150,3 +151,4 @@ def register(app: typer.Typer) -> None:
     app.command("retrain")(retrain_cmd)
     app.command("scheduler")(scheduler_cmd)
     app.command("score")(score_cmd)
+    register_gateway(app)

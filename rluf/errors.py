@@ -18,6 +18,7 @@ __all__ = [
     "DataQualityError",
     "LakeError",
     "ModelNotFoundError",
+    "GatewayRequestError",
 ]
 
 
@@ -85,3 +86,19 @@ class ModelNotFoundError(RlufError):
 
     def __init__(self, ref: str) -> None:
         super().__init__(f"no model {ref!r} in the registry; see `rluf models list`")
+
+
+class GatewayRequestError(RlufError):
+    """Raised when the gateway refuses a request; carries the HTTP status and the field at fault.
+
+    ``rluf serve`` turns it into ``{"detail": <message>, "field": <field>}`` with ``status``
+    (401, 403, 404, 413, 422, 429, 503); ``retry_after_s`` becomes a Retry-After header.
+    """
+
+    def __init__(self, status: int, detail: str, *, field: str | None = None,
+                 retry_after_s: int | None = None) -> None:
+        super().__init__(detail)
+        self.status = status
+        self.detail = detail
+        self.field = field
+        self.retry_after_s = retry_after_s
