@@ -18,8 +18,10 @@ export PYTHONDONTWRITEBYTECODE := 1
 # DeepSpeed JIT-builds one small CPU op on first use (~30 s); keep it with the venv.
 export TORCH_EXTENSIONS_DIR := $(abspath $(VENV))/torch_extensions
 DEMO_HOME := .rluf/demo
+# The browser test drives Debian's Chromium with Playwright's Python client (never `playwright install`).
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: help setup demo test test-unit test-integration bench lint clean
+.PHONY: help setup browser demo test test-unit test-integration bench lint clean
 
 help:
 	@echo "make setup   - create $(VENV) and install everything (idempotent)"
@@ -41,11 +43,16 @@ $(STAMP): requirements.txt pyproject.toml
 	$(BIN)/pip check
 	@touch $(STAMP)
 
+# Chromium for tests/integration/gateway/test_chat_page_e2e.py, from the distribution's packages.
+browser:
+	@command -v chromium >/dev/null 2>&1 || { echo "installing chromium (apt) for the browser test"; \
+	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq chromium; }
+
 demo: setup
 	@rm -rf $(DEMO_HOME) && mkdir -p $(DEMO_HOME)
 	RLUF_DATA_HOME=$(DEMO_HOME) $(RLUF) demo
 
-test: setup
+test: setup browser
 	$(BIN)/pytest -q
 
 test-unit: setup
@@ -55,6 +62,7 @@ bench: setup
 	$(BIN)/python -m bench.ingest
 	$(BIN)/python -m bench.features
 	$(BIN)/python -m bench.reward
+	$(BIN)/python -m bench.gateway
 	@echo "longer paper checks: python -m bench.appendix_e, python -m bench.plove_oasst (docs/paper-checks.md)"
 
 lint: setup
