@@ -26,19 +26,23 @@ def test_arms_follow_the_registry(tmp_path: Path) -> None:
     with pytest.raises(PolicyUnavailableError, match="no policy for arm 'control' \\(production\\)"):
         policies.policy_for(control)
 
+    weights = {}
     for seed in (1, 2):
         folder = build_tiny_chat_lm(tmp_path / f"policy-{seed}", seed=seed)
+        weights[f"policy-v{seed}"] = (folder / "model.safetensors").read_bytes()
         registry.register(folder, metrics={}, params={"seed": seed}, tags={"rluf.kind": "policy"})
+    assert weights["policy-v1"] != weights["policy-v2"]
     registry.promote(1, reason="reference")
     assert policies.policy_for(control).version == "policy-v1"
     assert policies.policy_for(candidate).version == "policy-v2"
     responder = HFResponder(policies.path_of, GatewaySettings(temperature=0.0, max_new_tokens=6))
     ask = [Message(role="user", content="hello what is the capital of france")]
-    answers = {v: responder.respond(ask, v) for v in ("policy-v1", "policy-v2")}
-    assert all(answers.values()) and answers["policy-v1"] != answers["policy-v2"]  # different weights
+    for version in ("policy-v1", "policy-v2"):  # each arm serves the files registered under its version
+        assert (policies.path_of(version) / "model.safetensors").read_bytes() == weights[version]
+        assert responder.respond(ask, version)
 
     registry.promote(2, reason="won the A/B")
     now[0] = 61.0  # after gateway.policy_refresh_s the promotion reaches the control arm
     resolved = policies.policy_for(control)
-    assert resolved.version == "policy-v2" and (resolved.path / "config.json").is_file()
-    assert responder.respond(ask, resolved.version) == answers["policy-v2"]
+    assert resolved.version == "policy-v2" and (resolved.path / "model.safetensors").read_bytes() == weights[
+        "policy-v2"]

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -59,7 +60,7 @@ def test_browser_reaction_lands_as_a_triple(kafka_settings: KafkaSettings, tmp_p
                 page.fill("#message", question)
                 page.keyboard.press("Enter")
                 turn = page.locator("li.assistant").nth(i)
-                expect(turn).to_have_attribute("data-response-id", r".+")
+                expect(turn).to_have_attribute("data-response-id", re.compile(r"^[0-9a-f]{32}$"))
                 answers.append((turn.get_attribute("data-response-id"), turn.locator(".text").inner_text()))
                 read_like_a_human(answers[-1][1])
                 love = turn.locator('[data-reaction="love"]')

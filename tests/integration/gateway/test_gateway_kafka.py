@@ -113,7 +113,6 @@ def test_kafka_down_gives_503_and_loses_nothing_acknowledged(tmp_path: Path, tin
                 assert status in (202, 503)
             assert status == 202, "the gateway did not recover after the broker came back"
             after_restart = [v["event_id"] for _, v in read_topic(kafka, kafka.reactions_topic)]
-            print("AFTER", len(after_restart), time.monotonic() - started)
             assert reply.json()["event_id"] in after_restart
     finally:
         stop_broker(run_dir, timeout_s=10.0)
