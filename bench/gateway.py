@@ -34,6 +34,8 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+from fastapi import FastAPI, Request, Response  # module level: FastAPI resolves the handlers' annotations here
+
 KEY = "bench-api-key"
 SIGNING = "bench-signing-key-0123456789abcdef0123"
 FIXED_TEXT = "Put the egg in boiling water for seven minutes, then cool it in cold water."
@@ -53,8 +55,6 @@ class FixedResponder:
 def _bare_app() -> Any:
     """The baseline: read the body, publish same-sized event bytes with the acked producer, answer."""
     from contextlib import asynccontextmanager
-
-    from fastapi import FastAPI, Request, Response
 
     from deploy.gateway.kafka_publisher import AckedKafkaPublisher
     from rluf.settings import Settings
@@ -210,6 +210,10 @@ async def _measure(bases: dict[str, str], args: argparse.Namespace) -> None:
     tiny_headers = headers[: args.tiny_concurrency]
     tiny = await _round(bases["tiny"], "/v1/chat", tiny_headers, [], args.seconds * args.rounds)
 
+    failed = {f"{path} {kind}": n for path, _, _, errors, _ in lines for kind, n in errors.items() if n}
+    if failed or tiny[3]:
+        raise SystemExit(f"bench.gateway: requests failed ({failed or {'tiny /v1/chat': tiny[3]}}); "
+                         "the figures would not mean anything")
     reactions = lines[0]
     print(f"gateway: /v1/reactions {reactions[1]['gateway'] / reactions[1]['bare']:.2f}x the bare acked-publish "
           f"baseline in requests/s (n={reactions[4]}, median of {args.rounds} rounds of {args.seconds:g} s, "

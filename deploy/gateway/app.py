@@ -118,27 +118,32 @@ def _field(loc: tuple[Any, ...]) -> str:
 
 def create_app(gateway: Gateway, *, max_body_bytes: int, dev_mode: bool,
                warm_up: Callable[[], Awaitable[None]] | None = None,
-               close: Callable[[], Awaitable[None]] | None = None) -> FastAPI:
+               close: Callable[[], Awaitable[None]] | None = None, warm_retry_s: float = 2.0) -> FastAPI:
     """Build the FastAPI app around `gateway`.
 
     Args:
         gateway: The rules and collaborators.
         max_body_bytes: Larger request bodies get 413.
         dev_mode: Serve the chat page with a page session token (local demos only).
-        warm_up: Runs in the background after start (connect Kafka, load the policies); the
-            gateway serves /healthz at once and /readyz once it finished.
+        warm_up: Runs in the background after start (connect Kafka, load the policies), again
+            every `warm_retry_s` seconds until it succeeds; the gateway serves /healthz at once
+            and /readyz once it succeeded.
         close: Runs at shutdown (disconnect Kafka).
+        warm_retry_s: Seconds between warm-up attempts.
     """
     state: dict[str, Any] = {"ready": warm_up is None, "warm_up_error": None}
 
     async def _warm() -> None:
         assert warm_up is not None
-        try:
-            await warm_up()
-            state["ready"] = True
-        except (RlufError, PublishError, OSError) as exc:
-            state["warm_up_error"] = str(exc)
-            logger.warning("gateway not ready yet: %s", exc)
+        while not state["ready"]:
+            try:
+                await warm_up()
+                state["ready"], state["warm_up_error"] = True, None
+            except (RlufError, PublishError, OSError) as exc:
+                if str(exc) != state["warm_up_error"]:  # log each new reason once, not every retry
+                    logger.warning("gateway not ready yet (retrying every %g s): %s", warm_retry_s, exc)
+                state["warm_up_error"] = str(exc)
+                await asyncio.sleep(warm_retry_s)
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:

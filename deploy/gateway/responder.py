@@ -118,6 +118,13 @@ class ArmPolicies:
         self._by_ref: dict[str, tuple[ResolvedPolicy, float]] = {}
         self._paths: dict[str, Path] = {}
 
+    def fresh(self, arm: Arm) -> ResolvedPolicy | None:
+        """The arm's policy when its resolution is still fresh, else None (non-blocking: no registry call)."""
+        cached = self._by_ref.get(arm.policy)  # a dict read is atomic; the lock guards updates
+        if cached is not None and self._clock() - cached[1] < self._refresh_s:
+            return cached[0]
+        return None
+
     def policy_for(self, arm: Arm) -> ResolvedPolicy:
         """The policy that answers `arm` now (blocking: may query the registry; run off the event loop).
 
@@ -138,7 +145,8 @@ class ArmPolicies:
                                    cached[0].version, arm.name, arm.policy, exc)
                     self._by_ref[arm.policy] = (cached[0], now)
                     return cached[0]
-                raise PolicyUnavailableError(arm.name, arm.policy, str(exc)) from exc
+                reason = str(exc).split("; ")[0]  # the registry's own next step is replaced by ours
+                raise PolicyUnavailableError(arm.name, arm.policy, reason) from exc
             if cached is None or cached[0] != resolved:
                 logger.info("arm %s (%s) is served by %s", arm.name, arm.policy, resolved.version)
             self._by_ref[arm.policy] = (resolved, now)

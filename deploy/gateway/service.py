@@ -162,7 +162,9 @@ class Gateway:
             raise GatewayRequestError(403, "conversation_id: belongs to another user", field="conversation_id")
         arm = self.plan.assign(user_id)
         try:
-            policy = await anyio.to_thread.run_sync(self.policies.policy_for, arm)
+            policy = self.policies.fresh(arm)
+            if policy is None:  # stale or never resolved: may query the registry, so off the event loop
+                policy = await anyio.to_thread.run_sync(self.policies.policy_for, arm)
             text = await anyio.to_thread.run_sync(self._responder.respond, request.messages, policy.version,
                                                   limiter=self._generation)
         except PolicyUnavailableError as exc:

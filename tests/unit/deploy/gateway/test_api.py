@@ -251,3 +251,29 @@ def test_secrets_never_reach_the_log(rig: Rig, caplog: pytest.LogCaptureFixture)
     assert caplog.records, "expected the failed publish to be logged"
     for secret in (API_KEY, SIGNING_KEY, token, "How do I boil an egg?"):
         assert secret not in caplog.text
+
+
+def test_readyz_waits_for_a_warm_up_that_is_retried_until_it_succeeds(rig: Rig) -> None:
+    import time
+
+    from fastapi.testclient import TestClient
+
+    from deploy.gateway.app import create_app
+    from deploy.gateway.kafka_publisher import PublishError
+
+    attempts: list[int] = []
+
+    async def warm_up() -> None:
+        attempts.append(1)
+        if len(attempts) < 3:
+            raise PublishError("no Kafka broker answers at 127.0.0.1:1 (test)")
+
+    app = create_app(rig.gateway, max_body_bytes=65_536, dev_mode=False, warm_up=warm_up, warm_retry_s=0.3)
+    with TestClient(app) as client:
+        first = client.get("/readyz")
+        deadline = time.monotonic() + 5
+        while client.get("/readyz").status_code != 200 and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert client.get("/readyz").json() == {"status": "ready"} and len(attempts) == 3
+        assert client.get("/healthz").status_code == 200
+    assert first.status_code == 503 and first.json()["detail"].startswith("not ready: ")

@@ -79,11 +79,14 @@ def test_arm_policies_follow_promotions_and_survive_registry_outages() -> None:
     source = FlakySource()
     policies = ArmPolicies(source, refresh_s=60.0, clock=lambda: now[0])
     arm = Arm(name="control", weight=1.0, policy="production", low=0.0, high=1.0)
+    assert policies.fresh(arm) is None  # never resolved: the caller must resolve off the event loop
     assert policies.policy_for(arm).version == "policy-v1"
+    assert policies.fresh(arm) == policies.policy_for(arm)
     source.version = 2
     now[0] = 59.0
     assert policies.policy_for(arm).version == "policy-v1" and source.calls == 1  # cached
     now[0] = 60.0
+    assert policies.fresh(arm) is None  # stale
     assert policies.policy_for(arm).version == "policy-v2"  # the promotion arrives
     assert policies.path_of("policy-v2") == Path("/p/2")
     source.fail, now[0] = True, 200.0
