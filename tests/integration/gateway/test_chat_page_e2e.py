@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from features.lake_reader import read_table
+from features.lake.reader import read_table
 from rluf.settings import KafkaSettings
 from tests.integration.gateway.conftest import gateway_env, running_gateway
 
