@@ -6,11 +6,12 @@ and write through the same ``LandingSink``; tests use in-memory fakes of these p
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
 from rluf.records import Landing, TopicPartition
+from rluf.shard_state import ShardRestore, ShardStateDelta
 
 __all__ = ["LandedTriple", "LandingObserver", "LandingSink", "QuarantinePublisher", "RestoredState"]
 
@@ -46,12 +47,18 @@ class RestoredState:
 class LandingSink(Protocol):
     """Writes a core step's output exactly once, together with the resume positions."""
 
-    def land(self, landing: Landing, *, checkpoint: Mapping[TopicPartition, int]) -> None:
-        """Append the rows not landed before; record ``checkpoint`` in the triples commit."""
+    def land(self, landing: Landing, *, checkpoint: Mapping[TopicPartition, int],
+             state: Sequence[ShardStateDelta] = ()) -> None:
+        """Append the rows not landed before; record ``checkpoint`` (and the state numbers) in the triples commit."""
         ...
 
     def restore(self, *, horizon_s: float) -> RestoredState:
         """Return resume positions and the closed responses within ``horizon_s`` of the newest."""
+        ...
+
+    def restore_shard(self, shard: int, topic_partitions: Iterable[TopicPartition]
+                      ) -> tuple[ShardRestore, dict[TopicPartition, int]]:
+        """Return a shard's live open state and its partitions' resume offsets (one landing's)."""
         ...
 
 

@@ -53,6 +53,9 @@ class KafkaSettings(_Slice):
     responses_topic: str = "rluf.responses"
     reactions_topic: str = "rluf.reactions"
     quarantine_topic: str = "rluf.quarantine"
+    bursts_topic: str | None = Field(
+        None, description="one partition: Love facts and shard heartbeats shared by the workers of the "
+        "consumer group; default: rluf.bursts.<consumer_group>")
     partitions: int = Field(4, ge=1, description="partitions for every topic rluf creates")
     replication_factor: int = Field(1, ge=1, description="3 on a real cluster")
     consumer_group: str = "rluf-stream"
@@ -75,6 +78,11 @@ class KafkaSettings(_Slice):
     @property
     def data_topics(self) -> tuple[str, str]:
         return (self.responses_topic, self.reactions_topic)
+
+    @property
+    def bursts_topic_name(self) -> str:
+        """The consumer group's own burst exchange (groups must not share one)."""
+        return self.bursts_topic or f"rluf.bursts.{self.consumer_group}"
 
 
 class BrokerSettings(_Slice):

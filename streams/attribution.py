@@ -6,6 +6,14 @@ late reactions) and the filter state. Drivers (the Faust app, the batch consumer
 backfill, tests) only feed it records and hand its ``Landing`` to a sink; every rule lives
 here or in ``parsing``/``labeling``/``filtering``/``windowing``.
 
+Reactions are handled in two steps, both in event-time order. When the watermark passes a
+reaction it is *routed*: to its open window (a Love on a known answer is published to the
+burst exchange, ``streams.bursts``), to its closed triple (late), or it waits for its
+response (orphan). It is *judged* by the filter once the burst exchange has a final verdict
+for it too, i.e. when every shard has published its Loves up to ``burst_window_s`` past it.
+Windows close when that judging point passes their end. One engine runs per shard (partition
+p of both topics, keyed by the conversation owner), so everything but bursts is shard-local.
+
 Crash safety: every record whose information is still needed (an open response, its
 accepted reactions, a reaction waiting for its response) is *held*. ``checkpoint()`` gives,
 per topic-partition, the offset of the oldest held record (or the next offset when none
@@ -17,7 +25,9 @@ closed responses read back from the lake (their response and reaction sources) a
 from __future__ import annotations
 
 import heapq
+import json
 import logging
+import math
 from collections import Counter, deque
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -25,7 +35,7 @@ from datetime import UTC, datetime
 from typing import Literal
 
 from rluf.ports import LandedTriple, RestoredState
-from rluf.records import InputRecord, Landing, TopicPartition
+from rluf.records import InputRecord, Landing, SourceRef, TopicPartition
 from rluf.schemas import (
     LabelCorrection,
     QuarantineReason,
@@ -36,6 +46,8 @@ from rluf.schemas import (
     build_unchecked,
 )
 from rluf.settings import FilterSettings, StreamSettings
+from rluf.shard_state import ShardRestore, ShardStateDelta, StateLog, StateRow
+from streams.bursts import BurstOracle, LocalBursts, LoveFact, ShardClock
 from streams.filtering import LowInformationTracker, ReactionFacts, ReactionFilter, answer_fingerprint
 from streams.labeling import LOVE, ReactionLedger, label_of
 from streams.parsing import ParseFailure, parse_event, payload_text
@@ -137,6 +149,22 @@ class EngineStats:
     below_checkpoint_skipped: int = 0
     quarantined: Counter[str] = field(default_factory=Counter)
 
+    @classmethod
+    def total(cls, parts: Iterable[EngineStats]) -> EngineStats:
+        """The sum of several shards' counters."""
+        out = cls()
+        for part in parts:
+            out.events_in += part.events_in
+            out.responses += part.responses
+            out.reactions += part.reactions
+            out.triples_out += part.triples_out
+            out.corrections_out += part.corrections_out
+            out.downweighted += part.downweighted
+            out.replayed_skipped += part.replayed_skipped
+            out.below_checkpoint_skipped += part.below_checkpoint_skipped
+            out.quarantined.update(part.quarantined)
+        return out
+
     def as_dict(self) -> dict[str, object]:
         return {
             "events_in": self.events_in,
@@ -160,13 +188,25 @@ class AttributionEngine:
         filters: Adversarial-filter settings.
         restored: What the lake says already landed (worker restart); None for a fresh start.
         reputation: Optional user reputation lookup (the feature store's online store).
+        shard: The shard this engine owns (the partition number of its topic-partitions).
+        bursts: The burst exchange shared with the other shards; default: one of its own
+            (a lone engine: the Beam backfill, unit tests).
+        state: Keep a log of state changes for the state table (`drain_state`); the resume
+            position is then the next offset after everything seen, else the oldest held one.
+        shard_state: The shard's live state read back from the state table (a restore).
     """
 
     def __init__(
         self, stream: StreamSettings, filters: FilterSettings, restored: RestoredState | None = None, *,
-        reputation: Callable[[str], float] | None = None,
+        reputation: Callable[[str], float] | None = None, shard: int = 0, bursts: BurstOracle | None = None,
+        state: bool = False, shard_state: ShardRestore | None = None,
     ) -> None:
         self._cfg = stream
+        self._log: StateLog | None = StateLog() if state else None
+        self.shard = shard
+        self._coordination = filters.coordination_enabled
+        self._bursts: BurstOracle = bursts if bursts is not None else LocalBursts(
+            filters.burst_users, filters.burst_window_s, [shard])
         self._watermark = Watermark(stream.allowed_lateness_s, stream.idle_advance, stream.idle_source_s)
         self._filter = ReactionFilter(filters, reputation)
         self._low_info = LowInformationTracker(
@@ -179,25 +219,35 @@ class AttributionEngine:
         self._orphan_deadlines = WindowQueue()
         self._orphan_owner: dict[str, str] = {}  # orphan event_id -> response_id
         self._pending: list[tuple[float, int, _Reaction]] = []  # reactions waiting for the watermark
+        self._judging: list[tuple[float, int, _Reaction]] = []  # routed, waiting for the judging point
         self._seq = 0
         self._closed: dict[str, _Closed] = {}
         self._closed_expiry = WindowQueue()
         self._seen_reactions: set[str] = set()  # reaction event_ids within the lateness horizon
         self._seen_expiry: deque[tuple[float, str]] = deque()
-        self._accepted_in: dict[str, str] = {}  # accepted reaction event_id -> response_id
         self._held: dict[TopicPartition, _HeldOffsets] = {}
         self._skip_below: dict[TopicPartition, int] = {}
         self._since_housekeeping = 0
-        self._last_close_at: float | None = None
         self.stats = EngineStats()
         if restored is not None:
             self._restore(restored)
+        if shard_state is not None:
+            self._restore_state(shard_state)
 
     # ------------------------------------------------------------------ public API
 
     @property
     def watermark(self) -> float | None:
         return self._watermark.value
+
+    @property
+    def judged_through(self) -> float | None:
+        """Event time up to which reactions are judged and windows closed."""
+        wm = self._watermark.value
+        if wm is None or not self._coordination:
+            return wm
+        final = self._bursts.final_through()
+        return None if final is None else min(wm, final)
 
     @property
     def open_windows(self) -> int:
@@ -208,8 +258,24 @@ class AttributionEngine:
         return len(self._orphan_owner)
 
     def checkpoint(self) -> dict[TopicPartition, int]:
-        """Per topic-partition offset to resume from after a crash (oldest held record)."""
+        """Per topic-partition offset to resume from after a crash.
+
+        With a state log, the next offset after everything seen (the held records are in the
+        state table); without, the oldest held record (a restart replays from there).
+        """
+        if self._log is not None:
+            return self.positions()
         return {tp: held.safe() for tp, held in self._held.items()}
+
+    def drain_state(self) -> ShardStateDelta:
+        """The state changes since the previous call, for the landing that covers them."""
+        if self._log is None:
+            raise RuntimeError("this engine keeps no state log (state=False)")
+        log = self._log
+        users = [StateRow("filter", u, json.dumps(self._filter.user_state(u)).encode()) for u in log.touched_users]
+        clocks = [StateRow("clock", f"{src[0]}:{src[1]}", json.dumps(ts).encode())  # type: ignore[index]
+                  for src, ts in self._watermark.newest_by_source().items() if isinstance(src, tuple)]
+        return log.drain(self.shard, users, clocks)
 
     def expect_sources(self, starts: Mapping[TopicPartition, int | None], wall_now: float) -> None:
         """Partitions assigned to this worker and the offset each is read from.
@@ -248,6 +314,8 @@ class AttributionEngine:
         out = Landing()
         for record in records:
             self._one(record, wall_now, out)
+        self._heartbeat()
+        self._close_due(wall_now, out)
         self._housekeeping(wall_now)
         return out
 
@@ -256,20 +324,54 @@ class AttributionEngine:
         out = Landing()
         self._watermark.tick(wall_now)
         self._close_due(wall_now, out)
+        self._heartbeat()
+        self._close_due(wall_now, out)
         self._housekeeping(wall_now, force=True)
         return out
 
-    def flush(self, wall_now: float) -> Landing:
-        """Close every open window now and give up on reactions still waiting for a response."""
+    def advance(self, wall_now: float) -> Landing:
+        """Judge and close what the judging point passed (another shard's heartbeat may move it)."""
         out = Landing()
+        self._close_due(wall_now, out)
+        return out
+
+    def flush(self, wall_now: float) -> Landing:
+        """Close every open window now and give up on reactions still waiting for a response.
+
+        Bursts are judged with what the exchange knows at this moment. With several shards
+        in one exchange, call `flush_route` on every engine before `flush_close` on any.
+        """
+        self.flush_route(wall_now)
+        return self.flush_close(wall_now)
+
+    def flush_route(self, wall_now: float) -> None:
+        """First half of `flush`: route every pending reaction and publish this shard's last Loves."""
         self._watermark.tick(wall_now)
+        facts: list[LoveFact] = []
         while self._pending:
-            self._route(heapq.heappop(self._pending)[2], wall_now, out)
+            self._route(heapq.heappop(self._pending)[2], facts)
+        if facts:
+            self._bursts.publish(facts)
+        if self._coordination:  # this shard has published everything it will
+            self._bursts.heartbeat(ShardClock(self.shard, math.inf))
+
+    def flush_close(self, wall_now: float) -> Landing:
+        """Second half of `flush`: judge every routed reaction, close every window, expire orphans."""
+        out = Landing()
+        while self._judging:
+            self._judge(heapq.heappop(self._judging)[2], wall_now, out)
         for rid in self._windows.pop_all():
             self._close(self._open.pop(rid), "flush", wall_now, out)
         for eid in self._orphan_deadlines.pop_all():
             self._expire_orphan(eid, wall_now, out)
         return out
+
+    def _heartbeat(self) -> None:
+        """Tell the burst exchange how far this shard has published its Loves."""
+        if self._coordination:
+            wm = self._watermark.value
+            self._bursts.heartbeat(ShardClock(self.shard, wm, idle=wm is None and not self._watermark.behind()
+                                              and not self._open and not self._pending))
 
     # ------------------------------------------------------------------ restart
 
@@ -281,6 +383,57 @@ class AttributionEngine:
         for landed in restored.closed:
             self._remember_closed(_closed_from_landed(landed))
         self._low_info.seed(restored.user_windows)
+
+    def _restore_state(self, live: ShardRestore) -> None:
+        """Rebuild open windows, held reactions, filter state and clocks from the state table.
+
+        Windows and accepted reactions come back as they were (no filter is run again: the
+        verdicts and the tokens they used are in the table); reactions not judged yet wait
+        for the watermark again, and their Loves are published to the burst exchange again
+        when it passes them (the exchange drops repeats).
+        """
+        parsed: list[tuple[str, ResponseEvent | ReactionEvent, InputRecord]] = []
+        for source, payload in live.holds.items():
+            topic, part, offset = source.rsplit(":", 2)
+            record = InputRecord(SourceRef(topic, int(part), int(offset)), payload)
+            event = parse_event(payload)
+            if isinstance(event, ParseFailure):  # pragma: no cover - only valid events are held
+                logger.warning("state row %s does not parse (%s); dropped", source, event.detail)
+                continue
+            parsed.append((source, event, record))
+        parsed.sort(key=lambda item: (item[1].ts, item[2].source.offset))
+        for _, event, record in parsed:
+            if isinstance(event, ResponseEvent):
+                ts = event.ts.timestamp()
+                end = ts + self._cfg.attribution_window_s
+                self._open[event.response_id] = _Open(event=event, record=record, ts=ts, end=end,
+                                                      chars=len(event.response))
+                self._windows.push(event.response_id, end)
+                self._held.setdefault(record.source.tp, _HeldOffsets()).hold(record.source.offset)
+        for source, event, record in parsed:
+            if not isinstance(event, ReactionEvent):
+                continue
+            ts = event.ts.timestamp()
+            r = _Reaction(event=event, record=record, ts=ts)
+            self._held.setdefault(record.source.tp, _HeldOffsets()).hold(record.source.offset)
+            self._seen_reactions.add(event.event_id)
+            self._seen_expiry.append((ts + self._cfg.attribution_window_s + self._cfg.max_lateness_s, event.event_id))
+            window = self._open.get(event.response_id)
+            if source in live.accepted and window is not None:
+                window.ledger.apply(event.user_id, event.reaction, event.action, ts, source, event.event_id)
+                window.accepted[event.event_id] = r
+                if self._coordination and event.reaction == LOVE and event.action == "add":
+                    self._bursts.publish([LoveFact(ts=ts, event_id=event.event_id, fingerprint=window.fingerprint,
+                                                   user_id=event.user_id, shard=self.shard)])
+            else:
+                heapq.heappush(self._pending, (ts, self._next_seq(), r))
+        for user, state in live.filters.items():
+            self._filter.restore_user(user, state)
+        for key, ts in live.clocks.items():
+            topic, part = key.rsplit(":", 1)
+            self._watermark.restore_newest((topic, int(part)), ts)
+        if self._log is not None:
+            self._log.restored(live.holds.keys(), live.seq)
 
     # ------------------------------------------------------------------ per record
 
@@ -340,13 +493,17 @@ class AttributionEngine:
         end = ts + self._cfg.attribution_window_s
         window = _Open(event=event, record=record, ts=ts, end=end, chars=len(event.response))
         self._open[rid] = window
-        self._held[record.source.tp].hold(record.source.offset)
+        self._hold(record)
         self._windows.push(rid, end)
-        self._due_now(end)
-        for waiting in self._orphans.pop(rid, ()):
-            self._orphan_deadlines.discard(waiting.event.event_id)
-            del self._orphan_owner[waiting.event.event_id]
-            self._join(window, waiting, wall_now, out)
+        waiting_list = self._orphans.pop(rid, ())
+        if waiting_list:
+            facts: list[LoveFact] = []
+            for waiting in waiting_list:
+                self._orphan_deadlines.discard(waiting.event.event_id)
+                del self._orphan_owner[waiting.event.event_id]
+                self._to_window(window, waiting, facts)
+            if facts:
+                self._bursts.publish(facts)
         self._close_due(wall_now, out)
 
     def _on_reaction(self, event: ReactionEvent, record: InputRecord, ts: float, wall_now: float,
@@ -367,73 +524,97 @@ class AttributionEngine:
         # Judged when the watermark passes its event time, in event-time order across all
         # partitions: per-user rules (token bucket, daily cap, bursts) then see a user's
         # reactions in the order they happened, however the partitions were interleaved.
-        self._held[record.source.tp].hold(record.source.offset)
+        self._hold(record)
         self._seq += 1
         heapq.heappush(self._pending, (ts, self._seq, _Reaction(event=event, record=record, ts=ts)))
-        self._due_now(ts)
         self._close_due(wall_now, out)
 
-    def _route(self, r: _Reaction, wall_now: float, out: Landing) -> None:
-        """A reaction whose time has come: join its window, judge it late, or wait for its response."""
+    def _route(self, r: _Reaction, facts: list[LoveFact] | None = None) -> None:
+        """A reaction the watermark passed: to its window, to its closed triple, or wait for its response."""
         rid = r.event.response_id
         window = self._open.get(rid)
         if window is not None:
-            self._join(window, r, wall_now, out)
+            if facts is None:
+                facts = []
+                self._to_window(window, r, facts)
+                if facts:
+                    self._bursts.publish(facts)
+            else:
+                self._to_window(window, r, facts)
             return
-        closed = self._closed.get(rid)
-        if closed is not None:
-            self._held[r.record.source.tp].release(r.record.source.offset)
-            self._late(closed, r, wall_now, out)
+        if rid in self._closed:
+            heapq.heappush(self._judging, (r.ts, self._next_seq(), r))  # late: judged in order with the rest
             return
         eid = r.event.event_id  # before its response: hold until the response arrives or cannot anymore
         self._orphans.setdefault(rid, []).append(r)
         self._orphan_owner[eid] = rid
         self._orphan_deadlines.push(eid, r.ts + self._cfg.attribution_window_s)
-        self._due_now(r.ts + self._cfg.attribution_window_s)
 
-    def _join(self, window: _Open, r: _Reaction, wall_now: float, out: Landing) -> None:
-        """A held reaction meets its open window (it stays held while it matters)."""
+    def _to_window(self, window: _Open, r: _Reaction, facts: list[LoveFact]) -> None:
+        """A reaction meets its open window: queue it for judging (a Love on it is published)."""
         if r.ts > window.end:  # outside the attribution window: judged as late once it closes
             window.overflow.append(r)
-        else:
+            return
+        e = r.event
+        if self._coordination and e.reaction == LOVE and e.action == "add":
+            facts.append(LoveFact(ts=r.ts, event_id=e.event_id, fingerprint=window.fingerprint,
+                                  user_id=e.user_id, shard=self.shard))
+        heapq.heappush(self._judging, (r.ts, self._next_seq(), r))
+
+    def _next_seq(self) -> int:
+        self._seq += 1
+        return self._seq
+
+    def _judge(self, r: _Reaction, wall_now: float, out: Landing) -> None:
+        """The filter's verdict on a routed reaction, once its burst verdict is final."""
+        rid = r.event.response_id
+        window = self._open.get(rid)
+        if window is not None:
             self._attach(window, r, wall_now, out)
+            return
+        closed = self._closed.get(rid)
+        if closed is not None:
+            self._release(r.record)
+            self._late(closed, r, wall_now, out)
+            return
+        self._route(r)  # its closed triple expired meanwhile: wait like an orphan
 
     # ------------------------------------------------------------------ joining
 
     def _facts(self, r: _Reaction, owner: str, response_ts: float, chars: int, window: _Open | None
                ) -> ReactionFacts:
         e = r.event
-        fingerprint = window.fingerprint if window is not None and e.reaction == LOVE else None
+        love_add = e.reaction == LOVE and e.action == "add"
+        fingerprint = window.fingerprint if window is not None and love_add else None
+        coordinated = fingerprint is not None and self._coordination and self._bursts.coordinated(e.event_id)
         return ReactionFacts(event_id=e.event_id, user_id=e.user_id, kind=e.reaction, action=e.action,
                              ts=r.ts, owner_id=owner, response_ts=response_ts, response_chars=chars,
-                             fingerprint=fingerprint)
+                             fingerprint=fingerprint, coordinated=coordinated)
+
+    def _hold(self, record: InputRecord) -> None:
+        self._held[record.source.tp].hold(record.source.offset)
+        if self._log is not None:
+            self._log.hold(str(record.source), record.value)
+
+    def _release(self, record: InputRecord) -> None:
+        self._held[record.source.tp].release(record.source.offset)
+        if self._log is not None:
+            self._log.release(str(record.source))
 
     def _attach(self, window: _Open, r: _Reaction, wall_now: float, out: Landing) -> None:
-        verdict, retro = self._filter.check(
-            self._facts(r, window.event.user_id, window.ts, window.chars, window))
-        for eid in retro:
-            self._retract(eid, wall_now, out)
+        if self._log is not None:
+            self._log.touch_user(r.event.user_id)
+        verdict = self._filter.check(self._facts(r, window.event.user_id, window.ts, window.chars, window))
         source = r.record.source
         if verdict is not None:
-            self._held[source.tp].release(source.offset)
+            self._release(r.record)
             self._quarantine(out, r.record, verdict, self._reason_detail(verdict, r, window), wall_now, r.event)
             return
         e = r.event
         window.ledger.apply(e.user_id, e.reaction, e.action, r.ts, str(source), e.event_id)
         window.accepted[e.event_id] = r
-        self._accepted_in[e.event_id] = e.response_id
-
-    def _retract(self, event_id: str, wall_now: float, out: Landing) -> None:
-        """Quarantine an already accepted reaction that a later burst proved coordinated."""
-        rid = self._accepted_in.pop(event_id, None)
-        window = self._open.get(rid) if rid is not None else None
-        if window is None:
-            return  # its window closed already: the label stands (counted as a miss)
-        r = window.accepted.pop(event_id)
-        window.ledger.retract(event_id)
-        self._held[r.record.source.tp].release(r.record.source.offset)
-        self._quarantine(out, r.record, "coordinated", "part of a burst of Loves on the same answer text",
-                         wall_now, r.event)
+        if self._log is not None:
+            self._log.accept(str(source))
 
     def _reason_detail(self, reason: QuarantineReason, r: _Reaction, window: _Open | None) -> str:
         user = r.event.user_id
@@ -449,27 +630,44 @@ class AttributionEngine:
 
     # ------------------------------------------------------------------ closing
 
-    def _due_now(self, deadline: float) -> None:
-        """A deadline already behind the watermark (a late event) must not wait for it to move."""
-        if self._last_close_at is not None and deadline <= self._last_close_at:
-            self._last_close_at = None
-
     def _close_due(self, wall_now: float, out: Landing) -> None:
+        """Route what the watermark passed, then judge and close what the judging point passed."""
         wm = self._watermark.value
-        if wm is None or wm == self._last_close_at:
+        if wm is None:
             return
-        self._last_close_at = wm
         pending = self._pending
-        while pending and pending[0][0] <= wm:
-            self._route(heapq.heappop(pending)[2], wall_now, out)
-        for rid in self._windows.pop_due(wm):
-            self._close(self._open.pop(rid), "watermark", wall_now, out)
-        for eid in self._orphan_deadlines.pop_due(wm):
-            self._expire_orphan(eid, wall_now, out)
-        for rid in self._closed_expiry.pop_due(wm):
+        if pending and pending[0][0] <= wm:
+            facts: list[LoveFact] = []
+            while pending and pending[0][0] <= wm:
+                self._route(heapq.heappop(pending)[2], facts)
+            if facts:
+                self._bursts.publish(facts)
+        judged = self.judged_through
+        if judged is None:
+            return
+        # Judge, close and expire in event-time order up to the judging point: a reaction at a
+        # window's end still counts in it, one stamped after it is judged late after the close.
+        judging, windows, orphans = self._judging, self._windows, self._orphan_deadlines
+        while True:
+            next_judge = judging[0][0] if judging else math.inf
+            next_close = windows.next_deadline()
+            next_orphan = orphans.next_deadline()
+            close_at = math.inf if next_close is None else next_close
+            orphan_at = math.inf if next_orphan is None else next_orphan
+            step = min(next_judge, close_at, orphan_at)
+            if step > judged:
+                break
+            if next_judge == step:
+                self._judge(heapq.heappop(judging)[2], wall_now, out)
+            elif close_at == step:
+                rid = windows.pop_first()
+                self._close(self._open.pop(rid), "watermark", wall_now, out)
+            else:
+                self._expire_orphan(orphans.pop_first(), wall_now, out)
+        for rid in self._closed_expiry.pop_due(judged):
             self._closed.pop(rid, None)
         seen = self._seen_expiry
-        while seen and seen[0][0] <= wm:
+        while seen and seen[0][0] <= judged:
             self._seen_reactions.discard(seen.popleft()[1])
 
     def _close(self, window: _Open, reason: Literal["watermark", "flush"], wall_now: float, out: Landing) -> None:
@@ -496,17 +694,15 @@ class AttributionEngine:
         }))
         self.stats.triples_out += 1
         src = window.record.source
-        self._held[src.tp].release(src.offset)
+        self._release(window.record)
         for r in window.accepted.values():
-            self._held[r.record.source.tp].release(r.record.source.offset)
-            self._accepted_in.pop(r.event.event_id, None)
+            self._release(r.record)
         closed = _Closed(response_id=e.response_id, event_id=e.event_id, user_id=e.user_id, ts=window.ts,
                          closed_at=closed_at, label=label, source=str(src),
                          reaction_sources=frozenset(reaction_sources), chars=window.chars)
         self._remember_closed(closed)
-        for r in window.overflow:
-            self._held[r.record.source.tp].release(r.record.source.offset)
-            self._late(closed, r, wall_now, out)
+        for r in window.overflow:  # stamped after the window: judged as late, in event-time order
+            heapq.heappush(self._judging, (r.ts, self._next_seq(), r))
 
     def _remember_closed(self, closed: _Closed) -> None:
         self._closed[closed.response_id] = closed
@@ -514,7 +710,9 @@ class AttributionEngine:
 
     def _late(self, closed: _Closed, r: _Reaction, wall_now: float, out: Landing) -> None:
         """A reaction to a response whose triple landed: a label correction or a reject."""
-        verdict, _ = self._filter.check(self._facts(r, closed.user_id, closed.ts, closed.chars, None))
+        if self._log is not None:
+            self._log.touch_user(r.event.user_id)
+        verdict = self._filter.check(self._facts(r, closed.user_id, closed.ts, closed.chars, None))
         if verdict is not None:
             self._quarantine(out, r.record, verdict, self._reason_detail(verdict, r, None), wall_now, r.event)
             return
@@ -556,7 +754,7 @@ class AttributionEngine:
             raise AssertionError(f"orphan {event_id} not found")
         if not waiting:
             self._orphans.pop(rid, None)
-        self._held[r.record.source.tp].release(r.record.source.offset)
+        self._release(r.record)
         self._quarantine(out, r.record, "unknown_response",
                          f"response_id: {rid} never arrived within the attribution window", wall_now, r.event)
 

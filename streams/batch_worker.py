@@ -1,10 +1,13 @@
 """The batch driver: a plain aiokafka consumer group loop around ``IngestLoop``.
 
-Same core, same sink and same offset scheme as the Faust app, without Faust's per-message
-task overhead (measured: ~10x the throughput on 2 cores; see docs/streams.md). Offsets are
-committed to Kafka only up to the resume positions that the last Delta commit recorded,
-and on start every assigned partition is sought to the position Delta recorded, so the
-Kafka commit is for monitoring (lag) and Delta is the truth.
+Same core, same sink, same shards and offset scheme as the Faust app, without Faust's
+per-message task overhead (see docs/streams.md). Several workers share the partitions of
+one consumer group; the range assignor gives a worker partition p of *both* event topics
+(a shard). A rebalance does not stop a worker: when partitions are revoked it lands
+everything (the shards' open state goes to the state table with the offsets it covers), and
+when the new assignment arrives it keeps the shards it still owns, forgets the others and
+restores new ones from the lake. Kafka offsets are committed only as far as Delta recorded,
+and every assigned partition is sought to where the lake says, so Delta is the truth.
 """
 
 from __future__ import annotations
@@ -16,14 +19,18 @@ from dataclasses import dataclass
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
+from aiokafka.coordinator.assignors.range import RangePartitionAssignor
 from aiokafka.errors import KafkaConnectionError
 
 from rluf.errors import KafkaUnavailableError
 from rluf.records import InputRecord, SourceRef
 from rluf.settings import KafkaSettings, StreamSettings
+from streams.burst_channel import KafkaBursts
 from streams.ingest_loop import IngestLoop, PendingLanding
+from streams.kafka_admin import client_options
+from streams.shard_assignment import plan_assignment
 
-__all__ = ["RunOutcome", "aiokafka_options", "run_batch_worker"]
+__all__ = ["RunOutcome", "run_batch_worker"]
 
 logger = logging.getLogger(__name__)
 
@@ -32,89 +39,125 @@ logger = logging.getLogger(__name__)
 class RunOutcome:
     """How a worker run ended."""
 
-    reason: str  # "idle", "stopped", "rebalanced"
+    reason: str  # "idle", "stopped"
     events_in: int
     triples_out: int
+    rebalances: int = 0
 
 
-def aiokafka_options(kafka: KafkaSettings) -> dict[str, Any]:
-    """Connection options shared by every aiokafka client (bootstrap, TLS/SASL)."""
-    opts: dict[str, Any] = {"bootstrap_servers": kafka.servers, "security_protocol": kafka.security_protocol}
-    if kafka.sasl_mechanism:
-        opts["sasl_mechanism"] = kafka.sasl_mechanism
-        opts["sasl_plain_username"] = kafka.sasl_username
-        opts["sasl_plain_password"] = kafka.sasl_password.get_secret_value() if kafka.sasl_password else None
-    return opts
+class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
+    """Hands shards over on revoke and takes them over on assign (see the module docstring)."""
 
-
-class _SeekToCheckpoint(ConsumerRebalanceListener):  # type: ignore[misc]
-    """Seek newly assigned partitions to the Delta checkpoint (else their beginning); note revocations."""
-
-    def __init__(self, consumer: AIOKafkaConsumer, loop: IngestLoop) -> None:
-        self._consumer = consumer
-        self._loop = loop
-        self._checkpoint = loop.restored_checkpoint
-        self.revoked_with_state = False
-        self.assigned = False
+    def __init__(self, run: _BatchRun) -> None:
+        self._run = run
 
     async def on_partitions_revoked(self, revoked: Any) -> None:
-        if revoked and self.assigned:
-            self.revoked_with_state = True
+        await self._run.revoked()
 
     async def on_partitions_assigned(self, assigned: Any) -> None:
-        self.assigned = True
-        fresh = [tp for tp in assigned if (tp.topic, tp.partition) not in self._checkpoint]
-        begin = await self._consumer.beginning_offsets(fresh) if fresh else {}
-        starts = self._loop.start_offsets([(tp.topic, tp.partition) for tp in assigned],
-                                          {(tp.topic, tp.partition): offset for tp, offset in begin.items()})
-        self._loop.assigned(starts)
-        for tp in assigned:
-            offset = starts[(tp.topic, tp.partition)]
-            self._consumer.seek(tp, offset)
-            logger.info("seek %s:%d to %d (%s)", tp.topic, tp.partition, offset,
-                        "beginning" if tp in fresh else "Delta checkpoint")
+        await self._run.assigned(assigned)
+
+
+class _BatchRun:
+    """One batch-driver run: the consumer, the loop and the landing in flight."""
+
+    def __init__(self, kafka: KafkaSettings, stream: StreamSettings, loop: IngestLoop,
+                 consumer: AIOKafkaConsumer, bursts: KafkaBursts | None) -> None:
+        self.kafka, self.stream, self.loop, self.consumer, self.bursts = kafka, stream, loop, consumer, bursts
+        self.writing: asyncio.Task[dict[tuple[str, int], int]] | None = None
+        self.rebalances = 0
+
+    async def land(self, pending: PendingLanding) -> dict[tuple[str, int], int]:
+        checkpoint = await asyncio.to_thread(self.loop.write, pending)
+        assigned = self.consumer.assignment()
+        offsets = {TopicPartition(t, p): o for (t, p), o in checkpoint.items() if TopicPartition(t, p) in assigned}
+        if offsets:
+            await self.consumer.commit(offsets)
+        return checkpoint
+
+    async def land_everything(self) -> None:
+        """Wait for the landing in flight, then land all that is pending now."""
+        if self.writing is not None:
+            await self.writing
+            self.writing = None
+        await self.land(self.loop.cut())
+
+    async def revoked(self) -> None:
+        if not self.loop.engines:
+            return
+        self.rebalances += 1
+        await self.land_everything()  # the open state goes to the lake with its offsets
+
+    async def assigned(self, assigned: Any) -> None:
+        tps = [(tp.topic, tp.partition) for tp in assigned if tp.topic in self.kafka.data_topics]
+        plan = plan_assignment(self.loop, tps, self.kafka.data_topics)
+        fresh = [TopicPartition(t, p) for t, p in plan.from_beginning]
+        begin = await self.consumer.beginning_offsets(fresh) if fresh else {}
+        starts = plan.starts({(tp.topic, tp.partition): o for tp, o in begin.items()})
+        self.loop.assigned(starts)
+        for (topic, partition), offset in starts.items():
+            self.consumer.seek(TopicPartition(topic, partition), offset)
+        logger.info("assigned shards %s (kept %s, restored %s, released %s); starts %s", sorted(plan.shards),
+                    sorted(plan.kept), sorted(plan.restored), sorted(plan.released), starts)
+
+    async def tick(self) -> None:
+        _report_highwater(self.consumer, self.loop)
+        self.loop.tick()
+        if self.bursts is not None:
+            await self.bursts.exchange()
+            self.loop.advance()
+
+    async def finish(self, flush: bool) -> None:
+        if self.writing is not None:
+            await self.writing
+            self.writing = None
+        await self.tick()
+        if flush:
+            self.loop.flush_route()
+            if self.bursts is not None:
+                await self.bursts.settle()
+            self.loop.flush_close()
+        await self.land(self.loop.cut())
+        _report_highwater(self.consumer, self.loop)
 
 
 async def run_batch_worker(kafka: KafkaSettings, stream: StreamSettings, loop: IngestLoop, *,
                            until_idle_s: float | None = None, flush: bool = False,
                            on_progress: Callable[[dict[str, object]], None] | None = None,
-                           stop: asyncio.Event | None = None) -> RunOutcome:
+                           stop: asyncio.Event | None = None, bursts: KafkaBursts | None = None) -> RunOutcome:
     """Consume both event topics until idle/stopped, landing through ``loop``.
 
     Args:
         kafka: Broker and topic settings.
         stream: Batch sizes and timers.
-        loop: The ingest loop (core + sink).
-        until_idle_s: Exit once no event arrived for this long (after closing what the
-            watermark allows); None runs until ``stop`` is set.
+        loop: The ingest loop (engines per shard + sink).
+        until_idle_s: Exit once no event arrived for this long and nothing is left to read
+            (after closing what the watermark allows); None runs until ``stop`` is set.
         flush: Close every open window before exiting.
         on_progress: Called with a metrics snapshot every ``stats_interval_s``.
         stop: Set it to stop gracefully.
+        bursts: The burst exchange with the group's other workers (started and stopped here).
     """
     stop = stop or asyncio.Event()
     consumer = AIOKafkaConsumer(
-        **aiokafka_options(kafka), group_id=kafka.consumer_group, enable_auto_commit=False,
+        **client_options(kafka), group_id=kafka.consumer_group, enable_auto_commit=False,
         auto_offset_reset="earliest", session_timeout_ms=kafka.session_timeout_ms,
         heartbeat_interval_ms=kafka.heartbeat_interval_ms, max_poll_records=stream.batch_size,
         fetch_max_bytes=64 * 1024 * 1024, max_partition_fetch_bytes=8 * 1024 * 1024,
+        partition_assignment_strategy=(RangePartitionAssignor,),  # partition p of both topics together
     )
-    listener = _SeekToCheckpoint(consumer, loop)
-    consumer.subscribe(list(kafka.data_topics), listener=listener)
+    run = _BatchRun(kafka, stream, loop, consumer, bursts)
+    consumer.subscribe(list(kafka.data_topics), listener=_Rebalance(run))
     try:
         await consumer.start()
     except KafkaConnectionError as exc:
         raise KafkaUnavailableError(kafka.bootstrap_servers, str(exc)) from exc
-    writing: asyncio.Task[dict[tuple[str, int], int]] | None = None
     reason = "stopped"
     loop_time = asyncio.get_running_loop().time
     next_tick = next_stats = loop_time()
-
-    async def land(pending: PendingLanding) -> dict[tuple[str, int], int]:
-        checkpoint = await asyncio.to_thread(loop.write, pending)
-        await _commit(consumer, checkpoint)
-        return checkpoint
-
     try:
+        if bursts is not None:
+            await bursts.start()
         while not stop.is_set():
             batch = await consumer.getmany(timeout_ms=int(stream.batch_timeout_s * 1000),
                                            max_records=stream.batch_size)
@@ -124,44 +167,30 @@ async def run_batch_worker(kafka: KafkaSettings, stream: StreamSettings, loop: I
                 loop.feed(records)
             now = loop_time()
             if now >= next_tick:
-                _report_highwater(consumer, loop)
-                loop.tick()
+                await run.tick()
                 next_tick = now + stream.tick_interval_s
-            if loop.due() and (writing is None or writing.done()):
-                if writing is not None:
-                    writing.result()  # surface a failed landing instead of acknowledging past it
-                writing = asyncio.create_task(land(loop.cut()))
+            if loop.due() and (run.writing is None or run.writing.done()):
+                if run.writing is not None:
+                    run.writing.result()  # surface a failed landing instead of acknowledging past it
+                run.writing = asyncio.create_task(run.land(loop.cut()))
             if now >= next_stats:
-                snapshot = loop.snapshot({"driver": "batch"})
+                snapshot = loop.snapshot({"driver": "batch", "rebalances": run.rebalances})
                 loop.metrics.write(snapshot)
                 if on_progress is not None:
                     on_progress(snapshot)
                 next_stats = now + stream.stats_interval_s
-            if listener.revoked_with_state:
-                reason = "rebalanced"
-                break
             if until_idle_s is not None and not records and loop.idle_for() >= until_idle_s:
                 reason = "idle"
                 break
-        if writing is not None:
-            await writing
-        loop.tick()
-        if flush:
-            loop.flush()
-        await land(loop.cut())
-        _report_highwater(consumer, loop)
-        loop.metrics.write(loop.snapshot({"driver": "batch"}))
+        await run.finish(flush)
+        loop.metrics.write(loop.snapshot({"driver": "batch", "rebalances": run.rebalances}))
     finally:
         await consumer.stop()
-    stats = loop.engine.stats
-    return RunOutcome(reason=reason, events_in=stats.events_in, triples_out=stats.triples_out)
-
-
-async def _commit(consumer: AIOKafkaConsumer, checkpoint: dict[tuple[str, int], int]) -> None:
-    assigned = consumer.assignment()
-    offsets = {TopicPartition(t, p): o for (t, p), o in checkpoint.items() if TopicPartition(t, p) in assigned}
-    if offsets:
-        await consumer.commit(offsets)
+        if bursts is not None:
+            await bursts.stop()
+    stats = loop.stats
+    return RunOutcome(reason=reason, events_in=stats.events_in, triples_out=stats.triples_out,
+                      rebalances=run.rebalances)
 
 
 def _report_highwater(consumer: AIOKafkaConsumer, loop: IngestLoop) -> None:

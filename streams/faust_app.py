@@ -1,26 +1,26 @@
 """The Faust driver: a faust-streaming app around ``IngestLoop``, crash-safe by deferred acks.
 
-Same core, same sink and same resume positions as the batch driver (``streams.batch_worker``);
-only consumption and acknowledgement differ. One agent reads both event topics with manual
-acks (``stream.noack()`` + ``noack_take``) and keeps every event it fed to the core. An event
-is acknowledged only after a Delta commit recorded a checkpoint above its offset, and always
-in offset order per partition, so Faust's offset commit never passes what Delta holds: a
-SIGKILL at any instruction loses nothing, and a restart replays at most the events since the
-oldest open response (the core recognises and skips what already landed). Faust's default
-acks would commit events still waiting in open windows and lose them on a crash
-(docs: ``ingest.md``, control run G).
+Same core, same sink, same shards and resume positions as the batch driver
+(``streams.batch_worker``); only consumption and acknowledgement differ. One agent reads both
+event topics with manual acks (``stream.noack()`` + ``noack_take``) and keeps every event it
+fed to the core. An event is acknowledged only after a Delta commit recorded a checkpoint
+above its offset (its effect, or the open state holding it, is in the lake), always in offset
+order per partition, so Faust's offset commit never passes what Delta holds: a SIGKILL at any
+instruction loses nothing, and a restart reads on from the checkpoint with the shards' open
+state restored from the state table. Faust's default acks would commit events still waiting
+in open windows and lose them on a crash (docs: ``ingest.md``, control run G).
 
-Rebalances: the open windows live in this process only (no Faust table), so they cannot
-follow a partition to another worker. When partitions the core holds state for are revoked,
-the worker lands what is pending, acknowledges it and stops with reason ``"rebalanced"``; a
-restarted worker rebuilds the state from the Delta checkpoint (a supervisor, e.g. the
-container runtime, restarts it). With several workers in one group every membership change
-therefore restarts the workers that hold state; one worker per group is the simple set-up.
+Rebalances: several workers share the partitions of one consumer group; Faust's assignor
+gives a worker partition p of both topics together (a shard). When a rebalance starts the
+worker lands everything (open state included); when it completes, the worker keeps the
+shards it still owns, forgets those it lost and restores new ones from the lake, and sets
+Kafka's committed offsets to where each partition must be read from before Faust seeks
+there. No exit, no restart, no flush.
 
 Cost: measured on 2 cores with the full core and a list sink, this driver does ~6k events/s
 against ~32k for the batch driver, because Faust spends most of its time in per-message tasks
 (``Consumer._drain_messages``/``wait_first``); the deferred acks cost ~3% in a profile. Memory
-holds the events since the oldest open response (one attribution window) until they are acked.
+holds the events fed since the last landing until they are acked.
 """
 
 from __future__ import annotations
@@ -46,8 +46,10 @@ from rluf.errors import RlufError
 from rluf.records import InputRecord, SourceRef, TopicPartition
 from rluf.settings import KafkaSettings, StreamSettings
 from streams.batch_worker import RunOutcome
+from streams.burst_channel import KafkaBursts
 from streams.ingest_loop import IngestLoop, tune_gc_for_streaming
 from streams.kafka_admin import wait_for_kafka
+from streams.shard_assignment import plan_assignment
 
 __all__ = ["AGENT_NAME", "FaustRun", "broker_urls", "create_app", "internal_topics", "run_faust_worker"]
 
@@ -97,19 +99,24 @@ class FaustRun:
     """
 
     def __init__(self, app: faust.App, kafka: KafkaSettings, stream: StreamSettings, loop: IngestLoop, *,
-                 until_idle_s: float | None, flush: bool, on_progress: ProgressCallback | None) -> None:
+                 until_idle_s: float | None, flush: bool, on_progress: ProgressCallback | None,
+                 bursts: KafkaBursts | None = None) -> None:
         self.app = app
         self.loop = loop
         self.reason = "stopped"
         self.error: BaseException | None = None
         self.request_stop: Callable[[], None] = _sigterm_self
+        self.rebalances = 0
         self._cfg = stream
+        self._kafka = kafka
         self._data_topics = frozenset(kafka.data_topics)
         self._until_idle_s = until_idle_s
         self._flush = flush
         self._on_progress = on_progress
+        self._bursts = bursts
+        self._bursts_started = False
         self._held: dict[TopicPartition, deque[EventT]] = {}
-        self._ackable: dict[TopicPartition, int] = dict(loop.restored_checkpoint)
+        self._ackable: dict[TopicPartition, int] = {}
         self._lock = asyncio.Lock()
         self._landing: asyncio.Future[None] | None = None  # referenced so the task is not collected
         self._stream: StreamT[Any] | None = None
@@ -145,8 +152,6 @@ class FaustRun:
                 queue = held[tp] = deque()
             queue.append(event)
         self.loop.feed(records)
-        if self._ackable:
-            await self._ack_below(self._ackable)  # events below the restored checkpoint
         if self.loop.due() and not self._lock.locked() and not self._closing:
             # Keep consuming while the landing is written, as the batch driver does.
             self._landing = asyncio.ensure_future(self._land_guarded())
@@ -154,12 +159,11 @@ class FaustRun:
     # ------------------------------------------------------------------ timer
 
     async def on_tick(self) -> None:
-        """Timer body: advance the watermark, land when due, write stats, stop when idle."""
+        """Timer body: advance the watermark, exchange bursts, land when due, stats, stop when idle."""
         if self._closing:
             return
         try:
-            self._report_highwater()
-            self.loop.tick()
+            await self._tick()
             if self.loop.due() and not self._lock.locked():
                 await self._land()
             now = time.monotonic()
@@ -172,12 +176,22 @@ class FaustRun:
         except Exception as exc:
             self._fail(exc)
 
+    async def _tick(self) -> None:
+        self._report_highwater()
+        self.loop.tick()
+        if self._bursts is not None:
+            if not self._bursts_started:
+                await self._bursts.start()
+                self._bursts_started = True
+            await self._bursts.exchange()
+            self.loop.advance()
+
     # ------------------------------------------------------------------ landing
 
-    async def _land(self) -> None:
+    async def _land(self, *, force: bool = False) -> None:
         """Cut, write in a thread, then acknowledge what the written checkpoint covers."""
         async with self._lock:
-            if not self.loop.due():
+            if not force and not self.loop.due():
                 return
             checkpoint = await asyncio.to_thread(self.loop.write, self.loop.cut())
             await self._acknowledge(checkpoint)
@@ -195,8 +209,7 @@ class FaustRun:
                 ackable[tp] = offset
         await self._ack_below(ackable)
 
-    async def _ack_below(self, limits: Mapping[TopicPartition, int], *,
-                         skip: frozenset[TopicPartition] = frozenset()) -> None:
+    async def _ack_below(self, limits: Mapping[TopicPartition, int]) -> None:
         """Ack held events below each partition's limit, oldest first.
 
         Offset order matters: Faust commits up to the first unacknowledged offset, but does
@@ -207,33 +220,33 @@ class FaustRun:
             return
         for tp, queue in self._held.items():
             limit = limits.get(tp)
-            if limit is None or tp in skip:
+            if limit is None:
                 continue
             while queue and queue[0].message.offset < limit:
                 await stream.ack(queue.popleft())
 
-    async def finish(self, reason: str, *, skip: frozenset[TopicPartition] = frozenset()) -> None:
+    async def finish(self, reason: str) -> None:
         """Final landing: tick, flush if asked, land, ack, write stats; no more feeding after it.
 
         Args:
-            reason: How the run ends (``"idle"``, ``"rebalanced"``, ``"stopped"``).
-            skip: Partitions no longer ours (revoked): their events are not acknowledged.
+            reason: How the run ends (``"idle"``, ``"stopped"``).
         """
         if self._closing:
             return
         self._closing = True
         self.reason = reason
         async with self._lock:
-            self._report_highwater()
-            self.loop.tick()
+            await self._tick()
             if self._flush:
-                self.loop.flush()
+                self.loop.flush_route()
+                if self._bursts is not None:
+                    await self._bursts.settle()
+                self.loop.flush_close()
             checkpoint = await asyncio.to_thread(self.loop.write, self.loop.cut())
-            for tp, offset in checkpoint.items():
-                if offset > self._ackable.get(tp, -1):
-                    self._ackable[tp] = offset
-            await self._ack_below(self._ackable, skip=skip)
+            await self._acknowledge(checkpoint)
         self._write_stats()
+        if self._bursts is not None and self._bursts_started:
+            await self._bursts.stop()
         logger.info("faust worker finishing (%s): checkpoint %s", reason, checkpoint)
 
     def _fail(self, exc: BaseException) -> None:
@@ -246,62 +259,58 @@ class FaustRun:
 
     # ------------------------------------------------------------------ signals
 
-    async def on_partitions_assigned(self, _sender: Any, *args: Any, signal: Any = None, **_: Any) -> None:
-        """Start the idle clock and announce the partitions to the watermark (even none).
+    async def on_partitions_revoked(self, _sender: Any, *args: Any, signal: Any = None, **_: Any) -> None:
+        """A rebalance starts: land everything, so the shards' open state is in the lake.
 
-        Signal receiver: ``args[0]`` is the set of assigned ``TP``s.
+        Faust has already paused the partitions and cleared the agent's buffer; what was fed
+        is landed with its state and acknowledged. Which shards stay is decided when the new
+        assignment is complete (`on_rebalance_complete`); the worker keeps running.
         """
-        assigned: set[Any] = args[0]
-        self.loop.assigned({(tp.topic, tp.partition): None for tp in assigned if tp.topic in self._data_topics})
-        logger.info("faust worker assigned %d partitions", len(assigned))
+        if self._closing or not self.loop.engines:
+            return
+        self.rebalances += 1
+        try:
+            await self._land(force=True)
+        except Exception as exc:
+            self._fail(exc)
 
     async def on_rebalance_complete(self, _sender: Any, *_args: Any, signal: Any = None, **_: Any) -> None:
-        """Make each assigned partition start at its Delta checkpoint (else its beginning).
+        """Keep, release and restore shards, and make each partition start where the lake says.
 
         Faust has no call to position a partition before its stream resumes: right after this
         signal it seeks every partition to Kafka's committed offset. So the committed offset
-        is set to the start offset here (it never passes what Delta recorded, so nothing is
-        skipped), and reading starts exactly where the lake says, not from an older commit
-        that would replay, and skip, up to a window of events.
+        is set to the start offset here (a kept shard's position, which its last landing
+        recorded; a restored shard's Delta checkpoint; a partition the lake never saw, its
+        beginning), and reading starts exactly where the lake says.
         """
         if self._closing:
             return
         consumer = self.app.consumer
         tps = [tp for tp in consumer.assignment() if tp.topic in self._data_topics]
-        if not tps:
-            return
-        restored = self.loop.restored_checkpoint
-        fresh = [tp for tp in tps if (tp.topic, tp.partition) not in restored]
-        earliest = await consumer.earliest_offsets(*fresh) if fresh else {}
-        starts = self.loop.start_offsets([(tp.topic, tp.partition) for tp in tps],
-                                         {(tp.topic, tp.partition): offset for tp, offset in earliest.items()})
-        self.loop.assigned(starts)
-        # ThreadDelegateConsumer._commit: commit these exact offsets (Faust's public commit
-        # only commits acknowledged messages). If it fails, the core still skips what lies
-        # below the checkpoint, holding the watermark while it does.
-        committed = await consumer._commit(  # type: ignore[attr-defined]
-            {tp: starts[(tp.topic, tp.partition)] for tp in tps})
-        logger.info("faust worker starts at %s (committed: %s)", starts, committed)
-
-    async def on_partitions_revoked(self, _sender: Any, *args: Any, signal: Any = None, **_: Any) -> None:
-        """Revoked partitions with state end the run: land, ack the rest, stop ("rebalanced").
-
-        Signal receiver: ``args[0]`` is the set of revoked ``TP``s.
-        """
-        revoked: set[Any] = args[0]
-        if self._closing:
-            return
-        lost = {(tp.topic, tp.partition) for tp in revoked if tp.topic in self._data_topics}
-        if not lost & self._held.keys():
-            return  # nothing read from them in this run: the restored state is rebuilt anywhere
-        logger.warning("partitions with open state revoked (%s); landing and stopping",
-                       ", ".join(f"{t}:{p}" for t, p in sorted(lost)))
         try:
-            await self.finish("rebalanced", skip=frozenset(lost))
+            plan = plan_assignment(self.loop, [(tp.topic, tp.partition) for tp in tps], self._kafka.data_topics)
         except Exception as exc:
             self._fail(exc)
             return
-        self.request_stop()
+        for shard in plan.released:
+            for tp in self.loop.shard_partitions([shard]):
+                self._held.pop(tp, None)  # its new owner reads them again from the lake's checkpoint
+                self._ackable.pop(tp, None)
+        fresh = [tp for tp in tps if (tp.topic, tp.partition) in plan.from_beginning]
+        earliest = await consumer.earliest_offsets(*fresh) if fresh else {}
+        starts = plan.starts({(tp.topic, tp.partition): offset for tp, offset in earliest.items()})
+        self.loop.assigned(starts)
+        for tp in tps:
+            queue = self._held.get((tp.topic, tp.partition))
+            if queue:  # events beyond the start are read again: never acknowledge them twice
+                while queue and queue[-1].message.offset >= starts[(tp.topic, tp.partition)]:
+                    queue.pop()
+        # ThreadDelegateConsumer._commit: commit these exact offsets (Faust's public commit
+        # only commits acknowledged messages).
+        committed = await consumer._commit(  # type: ignore[attr-defined]
+            {tp: starts[(tp.topic, tp.partition)] for tp in tps}) if tps else True
+        logger.info("faust worker owns shards %s (kept %s, restored %s, released %s); starts %s (committed: %s)",
+                    sorted(plan.shards), sorted(plan.kept), sorted(plan.restored), plan.released, starts, committed)
 
     async def on_before_shutdown(self, _sender: Any, *_args: Any, signal: Any = None, **_: Any) -> None:
         """Stopped from outside (SIGTERM/SIGINT): land and ack before the consumer's last commit."""
@@ -316,7 +325,7 @@ class FaustRun:
     # ------------------------------------------------------------------ stats
 
     def _write_stats(self) -> None:
-        snapshot = self.loop.snapshot({"driver": "faust"})
+        snapshot = self.loop.snapshot({"driver": "faust", "rebalances": self.rebalances})
         self.loop.metrics.write(snapshot)
         if self._on_progress is not None:
             self._on_progress(snapshot)
@@ -340,8 +349,9 @@ class FaustRun:
 
     def outcome(self) -> RunOutcome:
         """How the run ended, with the core's counters."""
-        stats = self.loop.engine.stats
-        return RunOutcome(reason=self.reason, events_in=stats.events_in, triples_out=stats.triples_out)
+        stats = self.loop.stats
+        return RunOutcome(reason=self.reason, events_in=stats.events_in, triples_out=stats.triples_out,
+                          rebalances=self.rebalances)
 
 
 def _sigterm_self() -> None:
@@ -360,7 +370,8 @@ def _connect(signal: Any, receiver: Any) -> None:
 
 def create_app(kafka: KafkaSettings, stream: StreamSettings, loop: IngestLoop, *,
                until_idle_s: float | None, flush: bool, on_progress: ProgressCallback | None = None,
-               datadir: Path | None = None) -> tuple[faust.App, FaustRun]:
+               datadir: Path | None = None,
+               bursts: KafkaBursts | None = None) -> tuple[faust.App, FaustRun]:
     """Build the Faust app (agent, timer and rebalance hooks registered here, not at import).
 
     Args:
@@ -374,6 +385,7 @@ def create_app(kafka: KafkaSettings, stream: StreamSettings, loop: IngestLoop, *
         on_progress: Called with a metrics snapshot every ``stats_interval_s``.
         datadir: Faust's data folder (it creates one even without tables); default: Faust's
             ``<app id>-data`` in the working directory.
+        bursts: The burst exchange with the group's other workers (started on the first tick).
 
     Returns:
         The app and the run state whose ``outcome()`` tells how the run ended.
@@ -401,12 +413,12 @@ def create_app(kafka: KafkaSettings, stream: StreamSettings, loop: IngestLoop, *
     if datadir is not None:
         options["datadir"] = str(datadir)
     app = faust.App(kafka.consumer_group, **options)
-    run = FaustRun(app, kafka, stream, loop, until_idle_s=until_idle_s, flush=flush, on_progress=on_progress)
+    run = FaustRun(app, kafka, stream, loop, until_idle_s=until_idle_s, flush=flush, on_progress=on_progress,
+                   bursts=bursts)
     topic = app.topic(*kafka.data_topics, key_type=bytes, value_type=bytes,
                       key_serializer="raw", value_serializer="raw")
     app.agent(topic, name=AGENT_NAME, concurrency=1)(run.consume)
     app.timer(stream.tick_interval_s, name="rluf-tick")(run.on_tick)
-    _connect(app.on_partitions_assigned, run.on_partitions_assigned)
     _connect(app.on_rebalance_complete, run.on_rebalance_complete)
     _connect(app.on_partitions_revoked, run.on_partitions_revoked)
     _connect(app.on_before_shutdown, run.on_before_shutdown)
@@ -415,7 +427,8 @@ def create_app(kafka: KafkaSettings, stream: StreamSettings, loop: IngestLoop, *
 
 def run_faust_worker(kafka: KafkaSettings, stream: StreamSettings, loop: IngestLoop, *,
                      until_idle_s: float | None = None, flush: bool = False,
-                     on_progress: ProgressCallback | None = None) -> RunOutcome:
+                     on_progress: ProgressCallback | None = None,
+                     bursts: KafkaBursts | None = None) -> RunOutcome:
     """Run the Faust worker in the calling (main) thread until it stops; return how it ended.
 
     The worker installs SIGTERM/SIGINT handlers (a graceful stop lands and acknowledges
@@ -444,7 +457,7 @@ def run_faust_worker(kafka: KafkaSettings, stream: StreamSettings, loop: IngestL
     try:
         with tempfile.TemporaryDirectory(prefix="rluf-faust-") as datadir:
             app, run = create_app(kafka, stream, loop, until_idle_s=until_idle_s, flush=flush,
-                                  on_progress=on_progress, datadir=Path(datadir))
+                                  on_progress=on_progress, datadir=Path(datadir), bursts=bursts)
             worker = faust.Worker(app, loop=event_loop, loglevel="warning", quiet=True, override_logging=False,
                                   redirect_stdouts=False, daemon=True)
             worker.spinner = None  # it writes to stdout; the CLI reports progress itself

@@ -7,7 +7,8 @@ clock), so a replay or a backfill reaches the same verdicts as the live stream:
 * ``too_fast``    -- added faster than a human could read the answer;
 * ``rate_limited``-- the user's token bucket is empty (bursts of reactions);
 * ``daily_cap``   -- the user already reacted ``daily_cap`` times this UTC day;
-* ``coordinated`` -- many distinct users Love the same answer text within seconds;
+* ``coordinated`` -- many distinct users Love the same answer text within seconds (decided
+  across shards by ``streams.bursts``; this module applies the verdict in rule order);
 * ``low_reputation`` -- the user's reputation (share of their recent reactions that were
   not quarantined, from the feature store's online store) is below ``min_reputation``: the
   memory of a user's past that outlives a worker restart;
@@ -18,7 +19,6 @@ clock), so a replay or a backfill reaches the same verdicts as the live stream:
 from __future__ import annotations
 
 import hashlib
-from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -29,7 +29,6 @@ __all__ = [
     "ReactionFacts",
     "ReactionFilter",
     "TokenBucket",
-    "CoordinationDetector",
     "LowInformationTracker",
     "answer_fingerprint",
     "min_read_seconds",
@@ -62,6 +61,7 @@ class ReactionFacts:
     response_ts: float
     response_chars: int
     fingerprint: str | None  # None when the response text is no longer known (closed window)
+    coordinated: bool = False  # the burst verdict of a Love on a known answer (streams.bursts)
 
 
 @dataclass(slots=True)
@@ -81,43 +81,6 @@ class TokenBucket:
             self.tokens -= 1.0
             return True
         return False
-
-
-@dataclass(slots=True)
-class CoordinationDetector:
-    """Flags bursts of distinct users Loving the same answer text.
-
-    When a burst reaches ``burst_users``, every member seen so far within the burst window
-    is reported (so the caller can retract the earlier ones), and later members are
-    flagged on arrival.
-    """
-
-    burst_users: int
-    burst_window_s: float
-    _recent: dict[str, deque[tuple[float, str, str]]] = field(default_factory=dict)
-    _flagged: set[str] = field(default_factory=set)
-
-    def observe(self, fingerprint: str, ts: float, user_id: str, event_id: str) -> list[str]:
-        """Record a Love; return the event ids to quarantine as coordinated (maybe empty)."""
-        recent = self._recent.setdefault(fingerprint, deque())
-        recent.append((ts, user_id, event_id))
-        newest = max(t for t, _, _ in recent)
-        while recent and recent[0][0] < newest - self.burst_window_s:
-            recent.popleft()
-        in_window = [(t, u, e) for t, u, e in recent if abs(t - ts) <= self.burst_window_s]
-        users = {u for _, u, _ in in_window}
-        if len(users) < self.burst_users:
-            return []
-        fresh = [e for _, _, e in in_window if e not in self._flagged]
-        self._flagged.update(fresh)
-        return fresh
-
-    def forget_before(self, ts: float) -> None:
-        """Drop state older than ``ts`` (event time) to bound memory."""
-        for key in [k for k, q in self._recent.items() if not q or q[-1][0] < ts]:
-            del self._recent[key]
-        if len(self._flagged) > 100_000:
-            self._flagged.clear()
 
 
 @dataclass(slots=True)
@@ -163,53 +126,69 @@ class ReactionFilter:
     cfg: FilterSettings
     reputation: Callable[[str], float] | None = None
     _buckets: dict[str, TokenBucket] = field(default_factory=dict)
-    _daily: dict[tuple[str, int], int] = field(default_factory=dict)
-    coordination: CoordinationDetector = field(init=False)
+    _daily: dict[str, dict[int, int]] = field(default_factory=dict)  # user -> UTC day -> reactions
 
-    def __post_init__(self) -> None:
-        self.coordination = CoordinationDetector(self.cfg.burst_users, self.cfg.burst_window_s)
+    def check(self, r: ReactionFacts) -> QuarantineReason | None:
+        """Judge one reaction (in event-time order per user); None means accepted.
 
-    def check(self, r: ReactionFacts) -> tuple[QuarantineReason | None, list[str]]:
-        """Judge one reaction.
-
-        Returns:
-            The quarantine reason (None = accepted) and the event ids of EARLIER reactions
-            that this one proves to be part of a coordinated burst.
+        The order of the rules matters: a reaction rejected by an earlier rule does not
+        consume the user's tokens or daily allowance.
         """
         cfg = self.cfg
-        is_love_add = r.kind == "love" and r.action == "add"
-        if cfg.coordination_enabled and is_love_add and r.fingerprint is not None:
-            burst = self.coordination.observe(r.fingerprint, r.ts, r.user_id, r.event_id)
-            if r.event_id in burst:
-                return "coordinated", [e for e in burst if e != r.event_id]
+        if cfg.coordination_enabled and r.coordinated and r.kind == "love" and r.action == "add":
+            return "coordinated"
         if cfg.owner_only and r.user_id != r.owner_id:
-            return "not_owner", []
+            return "not_owner"
         if cfg.reputation_enabled and self.reputation is not None and self.reputation(r.user_id) < cfg.min_reputation:
-            return "low_reputation", []
+            return "low_reputation"
         if (
             cfg.too_fast_enabled
             and r.action == "add"
             and r.ts - r.response_ts < min_read_seconds(r.response_chars, cfg)
         ):
-            return "too_fast", []
+            return "too_fast"
         if cfg.rate_enabled:
             bucket = self._buckets.get(r.user_id)
             if bucket is None:
                 bucket = TokenBucket(cfg.rate_capacity, cfg.rate_per_s, tokens=cfg.rate_capacity, last_ts=r.ts)
                 self._buckets[r.user_id] = bucket
             if not bucket.take(r.ts):
-                return "rate_limited", []
+                return "rate_limited"
         if cfg.daily_cap_enabled:
-            day = (r.user_id, int(r.ts // _DAY_S))
-            used = self._daily.get(day, 0)
+            days = self._daily.get(r.user_id)
+            if days is None:
+                days = self._daily[r.user_id] = {}
+            day = int(r.ts // _DAY_S)
+            used = days.get(day, 0)
             if used >= cfg.daily_cap:
-                return "daily_cap", []
-            self._daily[day] = used + 1
-        return None, []
+                return "daily_cap"
+            days[day] = used + 1
+        return None
+
+    def user_state(self, user_id: str) -> dict[str, object]:
+        """A user's bucket and daily counts as plain data (for the state table)."""
+        bucket = self._buckets.get(user_id)
+        return {
+            "bucket": None if bucket is None else [bucket.tokens, bucket.last_ts],
+            "daily": {str(day): n for day, n in self._daily.get(user_id, {}).items()},
+        }
+
+    def restore_user(self, user_id: str, state: dict[str, object]) -> None:
+        """Inverse of `user_state`."""
+        bucket = state.get("bucket")
+        if isinstance(bucket, list):
+            self._buckets[user_id] = TokenBucket(self.cfg.rate_capacity, self.cfg.rate_per_s,
+                                                 tokens=float(bucket[0]), last_ts=float(bucket[1]))
+        daily = state.get("daily")
+        if isinstance(daily, dict) and daily:
+            self._daily[user_id] = {int(day): int(n) for day, n in daily.items()}
 
     def forget_before(self, ts: float) -> None:
-        """Bound memory: drop day counters and bursts older than ``ts`` (event time)."""
+        """Bound memory: drop day counters older than ``ts`` (event time)."""
         oldest_day = int(ts // _DAY_S) - 1
-        for key in [k for k in self._daily if k[1] < oldest_day]:
-            del self._daily[key]
-        self.coordination.forget_before(ts - self.cfg.burst_window_s)
+        for user in list(self._daily):
+            days = self._daily[user]
+            for day in [d for d in days if d < oldest_day]:
+                del days[day]
+            if not days:
+                del self._daily[user]

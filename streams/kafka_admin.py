@@ -201,9 +201,9 @@ def ensure_topics(
         ConfigError: the broker refused a topic (e.g. a replication factor above the broker count).
     """
     names = list(dict.fromkeys([kafka.responses_topic, kafka.reactions_topic, kafka.quarantine_topic,
-                                *extra_topics]))
-    spec = {n: {"num_partitions": kafka.partitions, "replication_factor": kafka.replication_factor}
-            for n in names}
+                                kafka.bursts_topic_name, *extra_topics]))
+    spec = {n: {"num_partitions": 1 if n == kafka.bursts_topic_name else kafka.partitions,
+                "replication_factor": kafka.replication_factor} for n in names}
     with _admin(kafka, timeout_s) as admin:
         try:
             result = admin.create_topics(spec, timeout_ms=int(timeout_s * 1000), raise_errors=False)
@@ -227,7 +227,8 @@ def ensure_topics(
             if created:
                 admin.wait_for_topics(created, timeout_ms=int(timeout_s * 1000))
             if existing:
-                _warn_partition_mismatch(admin, existing, kafka.partitions)
+                data = [t for t in existing if t != kafka.bursts_topic_name]
+                _warn_partition_mismatch(admin, data, kafka.partitions)
         except KafkaError as exc:
             raise kafka_unavailable(kafka, exc) from exc
     logger.info("topics created: %s; already present: %s", created or "none", existing or "none")
@@ -243,6 +244,36 @@ def _warn_partition_mismatch(admin: KafkaAdminClient, topics: list[str], wanted:
                 "topic %s exists with %d partitions, settings ask for %d; it is left as it is",
                 desc.get("name"), have, wanted,
             )
+
+
+def copartitioned_shards(kafka: KafkaSettings, *, timeout_s: float = _DEFAULT_TIMEOUT_S) -> int:
+    """The number of shards: the partition count both event topics must share.
+
+    A response and its reactions are keyed by the same owner, so they reach the same
+    partition *number* of their topics only when both topics have as many partitions.
+
+    Raises:
+        ConfigError: the counts differ, or a topic is missing.
+        KafkaUnavailableError: no broker answers.
+    """
+    topics = list(kafka.data_topics)
+    with _admin(kafka, timeout_s) as admin:
+        try:
+            described = admin.describe_topics(topics)
+        except KafkaError as exc:
+            raise kafka_unavailable(kafka, exc) from exc
+    counts = {d.get("name"): len(d.get("partitions") or []) for d in described}
+    have = [counts.get(t, 0) for t in topics]
+    if 0 in have:
+        missing = [t for t, n in zip(topics, have, strict=True) if not n]
+        raise ConfigError(f"topic {missing[0]!r} does not exist", "run `rluf topics create`")
+    if have[0] != have[1]:
+        raise ConfigError(
+            f"{topics[0]} has {have[0]} partitions but {topics[1]} has {have[1]}: responses and their "
+            "reactions are co-partitioned by owner, so both topics need the same partition count",
+            "recreate one of them with RLUF_KAFKA__PARTITIONS partitions (docs/streams.md)",
+        )
+    return have[0]
 
 
 def consumer_lag(

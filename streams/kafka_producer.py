@@ -4,8 +4,13 @@ Lines are published as they are (bytes, unmodified): validation is the stream wo
 and a malformed line must reach it so that it is quarantined with its reason instead of
 vanishing at the edge. The publisher only reads enough of each line to route it: reactions
 go to the reactions topic, everything else (responses and anything unparseable) to the
-responses topic, keyed by ``response_id`` so that a response and its reactions land on the
-same partition number of their topics (both topics have the same partition count).
+responses topic, both keyed by the **conversation owner** (the response's ``user_id``), so a
+response, all its reactions and everything else that user does land on the same partition
+number of their topics (both topics have the same partition count): one shard of the stream
+worker holds all the state its rules read (docs/streams.md). A reaction's owner is the
+``user_id`` of its response, remembered from the responses this publisher sent; for a
+response it never saw it is the reacting user, who is the owner of every reaction that can
+count (only the owner's Love labels a response).
 """
 
 from __future__ import annotations
@@ -14,7 +19,8 @@ import dataclasses
 import json
 import logging
 import threading
-from collections.abc import Iterable, Sequence
+from collections import OrderedDict
+from collections.abc import Iterable, Mapping, Sequence
 from types import TracebackType
 from typing import Literal
 
@@ -44,20 +50,26 @@ class Route:
 
     Attributes:
         kind: ``"reaction"`` for the reactions topic, ``"response"`` for the responses topic.
-        key: The line's ``response_id`` as UTF-8, or None when it cannot be read.
+        key: The conversation owner's ``user_id`` as UTF-8, or None when it cannot be read.
         readable: False when the line is not a JSON object (it still goes to the responses
             topic, for the worker to quarantine).
+        response_id: The line's ``response_id`` (to remember a response's owner), if any.
     """
 
     kind: RouteKind
     key: bytes | None
     readable: bool
+    response_id: str | None = None
 
 
 _UNREADABLE = Route(kind="response", key=None, readable=False)
 
 
-def route_line(line: bytes) -> Route:
+def _text(value: object) -> str | None:
+    return value if isinstance(value, str) and value else None
+
+
+def route_line(line: bytes, owners: Mapping[str, str] | None = None) -> Route:
     """Decide the topic and key of one raw line; pure, never raises.
 
     Only ``"type": "reaction"`` routes to the reactions topic. Anything else, including
@@ -66,6 +78,7 @@ def route_line(line: bytes) -> Route:
 
     Args:
         line: One JSONL line without its trailing newline.
+        owners: ``response_id`` -> owner ``user_id`` of responses seen before.
     """
     try:
         obj = json.loads(line)
@@ -73,10 +86,11 @@ def route_line(line: bytes) -> Route:
         return _UNREADABLE
     if not isinstance(obj, dict):
         return _UNREADABLE
-    rid = obj.get("response_id")
-    key = rid.encode("utf-8", errors="surrogatepass") if isinstance(rid, str) and rid else None
+    rid, user = _text(obj.get("response_id")), _text(obj.get("user_id"))
     kind: RouteKind = "reaction" if obj.get("type") == "reaction" else "response"
-    return Route(kind=kind, key=key, readable=True)
+    owner = user if kind == "response" else ((owners or {}).get(rid) if rid else None) or user
+    key = owner.encode("utf-8", errors="surrogatepass") if owner else None
+    return Route(kind=kind, key=key, readable=True, response_id=rid)
 
 
 @dataclasses.dataclass
@@ -114,15 +128,19 @@ class EventPublisher:
             stats = pub.publish(path.read_bytes().splitlines())
     """
 
-    def __init__(self, kafka: KafkaSettings, *, max_block_s: float = 30.0) -> None:
+    def __init__(self, kafka: KafkaSettings, *, max_block_s: float = 30.0, remember_owners: int = 1_000_000) -> None:
         """Keep the settings; connect lazily.
 
         Args:
             kafka: Topics, connection and profile.
             max_block_s: Seconds a send may block on missing metadata or a full buffer before
                 it fails.
+            remember_owners: Owners of this many recent responses are kept to key their
+                reactions (oldest forgotten first).
         """
         self._kafka = kafka
+        self._owners: OrderedDict[str, str] = OrderedDict()
+        self._remember = remember_owners
         self._max_block_ms = int(max_block_s * 1000)
         self._producer: KafkaProducer | None = None
         self._lock = threading.Lock()
@@ -170,8 +188,13 @@ class EventPublisher:
         """
         responses, reactions = self._kafka.responses_topic, self._kafka.reactions_topic
         n_responses = n_reactions = unreadable = 0
+        owners = self._owners
         for line in raw_lines:
-            route = route_line(line)
+            route = route_line(line, owners)
+            if route.kind == "response" and route.response_id and route.key:
+                owners[route.response_id] = route.key.decode("utf-8", errors="surrogatepass")
+                if len(owners) > self._remember:
+                    owners.popitem(last=False)
             if route.kind == "reaction":
                 self._send(reactions, line, route.key)
                 n_reactions += 1

@@ -97,6 +97,15 @@ class Watermark:
         """
         self._backlog[source] = records
 
+    def newest_by_source(self) -> dict[object, float]:
+        """Each source's newest event time (what a restore needs to resume the watermark)."""
+        return dict(self._newest)
+
+    def restore_newest(self, source: object, event_ts: float) -> None:
+        """Seed a source's newest event time from a checkpoint (it still has to be heard from)."""
+        if event_ts > self._newest.get(source, float("-inf")):
+            self._newest[source] = event_ts
+
     def forget(self, source: object) -> None:
         """Stop tracking a source (a partition this worker no longer reads)."""
         self._newest.pop(source, None)
@@ -189,6 +198,24 @@ class WindowQueue:
 
     def __contains__(self, key: str) -> bool:
         return key in self._deadline
+
+    def next_deadline(self) -> float | None:
+        """The earliest current deadline (stale heap entries are dropped on the way)."""
+        heap = self._heap
+        while heap:
+            deadline, _, key = heap[0]
+            if self._deadline.get(key) == deadline:
+                return deadline
+            heapq.heappop(heap)
+        return None
+
+    def pop_first(self) -> str:
+        """Remove and return the key with the earliest current deadline (see `next_deadline`)."""
+        if self.next_deadline() is None:
+            raise KeyError("pop_first from an empty WindowQueue")
+        _, _, key = heapq.heappop(self._heap)
+        del self._deadline[key]
+        return key
 
     def pop_due(self, now: float) -> list[str]:
         """Return the keys whose deadline is <= ``now``, earliest first, and forget them."""

@@ -19,8 +19,9 @@ from rluf.ports import LandingObserver
 from rluf.records import Landing
 from rluf.settings import Settings
 from streams.batch_worker import RunOutcome, run_batch_worker
+from streams.burst_channel import KafkaBursts
 from streams.ingest_loop import IngestLoop, tune_gc_for_streaming
-from streams.kafka_admin import ensure_topics, wait_for_kafka
+from streams.kafka_admin import copartitioned_shards, ensure_topics, wait_for_kafka
 from streams.kafka_producer import EventPublisher
 from streams.metrics import IngestMetrics
 
@@ -93,18 +94,20 @@ def run_stream(settings: Settings, *, driver: Literal["faust", "batch"] | None =
 
         extra = internal_topics(kafka.consumer_group)
     ensure_topics(kafka, extra)
+    shards = copartitioned_shards(kafka)
+    bursts = KafkaBursts(kafka, settings.filters, shards) if settings.filters.coordination_enabled else None
     sink = DeltaLandingSink(settings.lake_root, storage_options=settings.lake.storage_options,
                             app_id=kafka.consumer_group)
     with EventPublisher(kafka) as publisher:
         metrics = IngestMetrics(path=metrics_path(settings), started_at=time.time())
         observers, reputation = feature_hooks(settings)
         loop = IngestLoop(stream, settings.filters, sink, publisher=QuarantineMirror(publisher), metrics=metrics,
-                          observers=observers, reputation=reputation)
+                          observers=observers, reputation=reputation, bursts=bursts, topics=kafka.data_topics)
         tune_gc_for_streaming()
         if chosen == "faust":
             from streams.faust_app import run_faust_worker
 
             return run_faust_worker(kafka, stream, loop, until_idle_s=until_idle_s, flush=flush,
-                                    on_progress=on_progress)
+                                    on_progress=on_progress, bursts=bursts)
         return asyncio.run(run_batch_worker(kafka, stream, loop, until_idle_s=until_idle_s, flush=flush,
-                                            on_progress=on_progress))
+                                            on_progress=on_progress, bursts=bursts))

@@ -46,9 +46,11 @@ from features.lake.schema import (
     table_uri,
     triples_to_arrow,
 )
+from features.stream_state import StateTable, state_app_id
 from rluf.errors import TableMissingError
 from rluf.ports import LandedTriple, RestoredState
 from rluf.records import Landing, TopicPartition
+from rluf.shard_state import ShardRestore, ShardStateDelta
 
 __all__ = ["CHECKPOINT_METADATA_KEY", "DeltaLandingSink", "transaction_app_id"]
 
@@ -106,6 +108,7 @@ class DeltaLandingSink:
         # incrementally instead of replaying the log on every commit (3.6 vs 14.9 ms a commit
         # on a fresh table, measured), which matters at several commits per second.
         self._tables: dict[str, DeltaTable] = {}
+        self.state = StateTable(root, app_id=app_id, storage_options=storage_options)
 
     # ------------------------------------------------------------------ public API
 
@@ -118,7 +121,8 @@ class DeltaLandingSink:
         """Return the keys of ``table``'s rows in the replay region that ``land`` will drop."""
         return frozenset(self._keys[table])
 
-    def land(self, landing: Landing, *, checkpoint: Mapping[TopicPartition, int]) -> None:
+    def land(self, landing: Landing, *, checkpoint: Mapping[TopicPartition, int],
+             state: Sequence[ShardStateDelta] = ()) -> None:
         """Append the rows not landed before and record ``checkpoint`` in the triples commit.
 
         Writes quarantine, then corrections, then triples: the checkpoint is only true
@@ -131,6 +135,8 @@ class DeltaLandingSink:
                 region, or repeats within the batch, are dropped.
             checkpoint: Offset to resume from per topic-partition (the first offset not
                 fully reflected in the lake).
+            state: The shards' open-state changes that go with this checkpoint: written to
+                the state table first, their landing numbers recorded in the triples commit.
 
         Raises:
             LakeError: a Delta write failed; the step may be retried or replayed.
@@ -141,7 +147,8 @@ class DeltaLandingSink:
         quarantine = self._fresh(QUARANTINE_TABLE, landing.quarantine, _quarantine_key)
         corrections = self._fresh(CORRECTIONS_TABLE, landing.corrections, _correction_key)
         triples = self._fresh(TRIPLES_TABLE, landing.triples, _triple_key)
-        if not (quarantine or corrections or triples) and self._is_recorded(cp):
+        changes = [d for d in state if d.rows]
+        if not (quarantine or corrections or triples or changes) and self._is_recorded(cp):
             logger.debug("nothing to land and checkpoint unchanged; no commit")
             return
         for tp, offset in cp.items():
@@ -149,14 +156,19 @@ class DeltaLandingSink:
             if old is not None and offset < old:
                 logger.warning("checkpoint for %s:%d moves back from %d to %d", tp[0], tp[1], old, offset)
 
+        if changes:
+            self.state.append(changes)
         if quarantine:
             self._append(QUARANTINE_TABLE, quarantine_to_arrow(quarantine))
             self._remember(QUARANTINE_TABLE, quarantine, _quarantine_key)
         if corrections:
             self._append(CORRECTIONS_TABLE, corrections_to_arrow(corrections))
             self._remember(CORRECTIONS_TABLE, corrections, _correction_key)
-        self._append(TRIPLES_TABLE, triples_to_arrow(triples), checkpoint=cp)
+        seqs = {d.shard: d.seq for d in changes}
+        self._append(TRIPLES_TABLE, triples_to_arrow(triples), checkpoint=cp, state_seqs=seqs)
         self._remember(TRIPLES_TABLE, triples, _triple_key)
+        for d in changes:
+            self.state.maybe_compact(d.shard, committed_seq=d.seq, live=d.live)
         self._checkpoint.update(cp)
         self._topic_partitions.update(cp)
         self._prune(cp)
@@ -208,12 +220,35 @@ class DeltaLandingSink:
 
     # ------------------------------------------------------------------ writing
 
-    def _append(self, name: str, data: pa.Table, *, checkpoint: Mapping[TopicPartition, int] | None = None) -> None:
+    def restore_shard(self, shard: int, topic_partitions: Iterable[TopicPartition]
+                      ) -> tuple[ShardRestore, dict[TopicPartition, int]]:
+        """A shard's live open state and its partitions' resume offsets, from one triples commit.
+
+        Both come from the same table version, so the state and the offsets where reading
+        resumes always match (the closed-response index may be read from a newer version
+        afterwards: that only adds responses a replay recognises).
+        """
+        if not table_exists(self._root, TRIPLES_TABLE, storage_options=self._storage_options):
+            return ShardRestore(), {}
+        dt = open_table(self._root, TRIPLES_TABLE, storage_options=self._storage_options)
+        try:
+            seq = dt.transaction_version(state_app_id(self._app_id, shard))
+            offsets = {tp: dt.transaction_version(transaction_app_id(self._app_id, tp)) for tp in topic_partitions}
+        except Exception as exc:
+            uri = table_uri(self._root, TRIPLES_TABLE)
+            raise lake_error(exc, uri=uri, action="read the app transactions of") from exc
+        state = self.state.read(shard, up_to_seq=None if seq is None else int(seq))
+        return state, {tp: int(o) for tp, o in offsets.items() if o is not None}
+
+    def _append(self, name: str, data: pa.Table, *, checkpoint: Mapping[TopicPartition, int] | None = None,
+                state_seqs: Mapping[int, int] | None = None) -> None:
         uri = table_uri(self._root, name)
         props = None
         if checkpoint is not None:
+            txns = [Transaction(transaction_app_id(self._app_id, tp), o) for tp, o in checkpoint.items()]
+            txns += [Transaction(state_app_id(self._app_id, shard), seq) for shard, seq in (state_seqs or {}).items()]
             props = CommitProperties(
-                app_transactions=[Transaction(transaction_app_id(self._app_id, tp), o) for tp, o in checkpoint.items()],
+                app_transactions=txns,
                 custom_metadata={
                     CHECKPOINT_METADATA_KEY: {
                         "app_id": self._app_id,

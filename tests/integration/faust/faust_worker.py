@@ -19,8 +19,10 @@ from pathlib import Path
 
 from features.lake.delta_sink import DeltaLandingSink
 from rluf.settings import FilterSettings, KafkaSettings, StreamSettings
+from streams.burst_channel import KafkaBursts
 from streams.faust_app import run_faust_worker
 from streams.ingest_loop import IngestLoop
+from streams.kafka_admin import copartitioned_shards
 from streams.metrics import IngestMetrics
 
 
@@ -33,9 +35,11 @@ def main(config_path: str) -> int:
     stream = StreamSettings(**config["stream"])
     sink = DeltaLandingSink(config["lake_root"], app_id=kafka.consumer_group)
     metrics = IngestMetrics(path=Path(config["metrics_path"]), started_at=time.time())
-    loop = IngestLoop(stream, FilterSettings(**config.get("filters", {})), sink, metrics=metrics)
+    filters = FilterSettings(**config.get("filters", {}))
+    bursts = KafkaBursts(kafka, filters, copartitioned_shards(kafka)) if filters.coordination_enabled else None
+    loop = IngestLoop(stream, filters, sink, metrics=metrics, bursts=bursts, topics=kafka.data_topics)
     outcome = run_faust_worker(kafka, stream, loop, until_idle_s=config.get("until_idle_s"),
-                               flush=bool(config.get("flush", False)))
+                               flush=bool(config.get("flush", False)), bursts=bursts)
     Path(config["outcome_path"]).write_text(json.dumps(asdict(outcome)))
     return 0
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from rluf.ports import LandedTriple, RestoredState
+from rluf.records import Landing
 from rluf.settings import FilterSettings, StreamSettings
 from streams.attribution import AttributionEngine
 from tests.factories import T0, Feed, reaction, response
@@ -243,11 +244,13 @@ def test_coordinated_burst_is_quarantined_including_earlier_members():
     evs += [response("rn", "n1", 0, text="an honest answer"), reaction("honest", "rn", "n1", 31)]
     evs += [reaction(f"c{i}", f"r{i}", f"a{i}", 30 + i) for i in range(4)]
     out = eng.process(feed.records(*evs), WALL)
+    assert out.quarantine == []  # a Love's burst verdict is final only burst_window_s after it
+    out = eng.process(feed.records(response("later", "n2", 43)), WALL)  # the watermark reaches 33 + 10
     assert sorted((q.event_id, q.reason) for q in out.quarantine) == [
         ("c0", "coordinated"), ("c1", "coordinated"), ("c2", "coordinated"), ("c3", "coordinated")]
     labels = {t.response_id: t.label for t in eng.flush(WALL).triples}
-    assert labels == {"r0": 0, "r1": 0, "r2": 0, "r3": 0, "rn": 1}
-    assert eng.checkpoint() == {("events", 0): 10}  # nothing is held any more
+    assert labels == {"r0": 0, "r1": 0, "r2": 0, "r3": 0, "rn": 1, "later": 0}
+    assert eng.checkpoint() == {("events", 0): 11}  # nothing is held any more
 
 
 def test_constant_lovers_are_downweighted_not_dropped():
@@ -330,3 +333,87 @@ def test_a_source_with_a_backlog_is_never_dropped_from_the_watermark():
     eng.report_backlog({responses: 0, reactions: 0})
     out = eng.tick(WALL + 61)
     assert [t.response_id for t in out.triples] == ["r1"] and not eng.behind
+
+
+def _landed(out_triples, corrections) -> list[LandedTriple]:
+    """What a sink restore would read back about closed responses (labels after corrections)."""
+    fixed = {c.response_id: c.new_label for c in corrections}
+    return [LandedTriple(response_id=t.response_id, event_id=t.event_id, user_id=t.user_id, ts=t.ts.timestamp(),
+                         window_closed_at=t.window_closed_at.timestamp(), label=fixed.get(t.response_id, t.label),
+                         source=f"{t.source_topic}:{t.source_partition}:{t.source_offset}",
+                         reaction_sources=frozenset(t.reaction_sources) | {
+                             f"{c.source_topic}:{c.source_partition}:{c.source_offset}"
+                             for c in corrections if c.response_id == t.response_id},
+                         response_chars=len(t.response)) for t in out_triples]
+
+
+def _seconds(event: dict) -> float:
+    from datetime import datetime
+
+    return (datetime.fromisoformat(event["ts"]) - T0).total_seconds()
+
+
+def _stream(n: int, seed: int) -> list[dict]:
+    """Responses of 40 users 30 s apart, Loves (some taken back), laughs, late Loves, trolls, a burst."""
+    import random
+
+    rng = random.Random(seed)
+    events: list[dict] = []
+    for i in range(n):
+        user, t = f"u{i % 40}", i * 30.0
+        events.append(response(f"r{i}", user, t, text="Buy SuperWidget now!" if i % 10 == 7 else f"answer {i}"))
+        roll = rng.random()
+        if roll < 0.3:
+            events.append(reaction(f"l{i}", f"r{i}", user, t + rng.uniform(5, 900)))
+            if rng.random() < 0.2:
+                events.append(reaction(f"x{i}", f"r{i}", user, t + rng.uniform(900, 1200), action="remove"))
+        elif roll < 0.4:
+            events.append(reaction(f"h{i}", f"r{i}", user, t + rng.uniform(5, 300), kind="laugh"))
+        elif roll < 0.45:
+            events.append(reaction(f"late{i}", f"r{i}", user, t + 3700 + rng.uniform(0, 3000)))
+        elif roll < 0.5:
+            events.append(reaction(f"t{i}", f"r{i}", "troll", t + 60))
+    burst_at = 9000.0  # six users Love their own copy of the same spam answer within seconds
+    burst = [e for e in events if e["type"] == "response" and e["response"].startswith("Buy")
+             and burst_at - 3000 <= _seconds(e) <= burst_at - 100][:6]
+    events += [reaction(f"b{k}", e["response_id"], e["user_id"], burst_at + k) for k, e in enumerate(burst)]
+    events.sort(key=lambda e: (e["ts"], e["event_id"]))
+    return events
+
+
+def test_an_engine_restored_from_its_state_rows_continues_exactly_as_the_one_that_never_stopped():
+    from rluf.shard_state import replay_rows
+
+    filters = FilterSettings(coordination_enabled=True, burst_users=4, burst_window_s=60, rate_capacity=2,
+                             rate_per_s=0.0003, daily_cap=40, too_fast_enabled=False, low_info_enabled=False)
+    stream = STREAM.model_copy(update={"attribution_window_s": 3600.0, "allowed_lateness_s": 120.0})
+    feed = Feed("events", "events")
+    records = feed.records(*_stream(600, seed=5))
+
+    def run(cuts: list[int]) -> tuple[dict, list, list]:
+        rows: list = []
+        out_all = Landing()
+        eng = AttributionEngine(stream, filters, state=True)
+        start = 0
+        for cut in [*cuts, len(records)]:
+            for batch in range(start, cut, 25):  # as a driver feeds it, batch by batch
+                out_all.extend(eng.process(records[batch:min(batch + 25, cut)], WALL))
+            delta = eng.drain_state()  # a landing: its output and its state changes land together
+            rows += [(delta.seq, row) for row in delta.rows]
+            if cut != len(records):  # crash after the landing: restore from the lake alone
+                checkpoint = eng.checkpoint()
+                assert checkpoint == {("events", 0): cut}  # the next offset: nothing is replayed
+                restored = RestoredState(checkpoint=checkpoint,
+                                         closed=_landed(out_all.triples, out_all.corrections))
+                eng = AttributionEngine(stream, filters, restored, state=True, shard_state=replay_rows(rows))
+            start = cut
+        out_all.extend(eng.flush(WALL))
+        labels = {t.response_id: (t.label, t.weight, t.close_reason) for t in out_all.triples}
+        return labels, sorted((c.response_id, c.new_label) for c in out_all.corrections), sorted(
+            (q.event_id or "-", q.reason) for q in out_all.quarantine)
+
+    straight = run([])
+    assert len(straight[0]) == 600 and straight[1] and {r for _, r in straight[2]} >= {"not_owner", "coordinated",
+                                                                                       "rate_limited"}
+    assert run([150, 151, 420]) == straight
+    assert run([37, 300, 301, 555]) == straight

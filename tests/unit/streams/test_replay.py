@@ -21,12 +21,15 @@ def _line(event: dict) -> bytes:
 # -- routing ---------------------------------------------------------------------------------
 
 
-def test_response_routes_to_responses_keyed_by_response_id() -> None:
-    assert route_line(_line(response("r1", "u1", 0))) == Route("response", b"r1", True)
+def test_response_routes_to_responses_keyed_by_its_owner() -> None:
+    assert route_line(_line(response("r1", "u1", 0))) == Route("response", b"u1", True, "r1")
 
 
-def test_reaction_routes_to_reactions_keyed_by_response_id() -> None:
-    assert route_line(_line(reaction("e1", "r7", "u1", 5))) == Route("reaction", b"r7", True)
+def test_reaction_is_keyed_by_the_owner_of_its_response_when_known() -> None:
+    owners = {"r7": "owner7"}
+    assert route_line(_line(reaction("e1", "r7", "troll", 5)), owners) == Route("reaction", b"owner7", True, "r7")
+    # a response this publisher never saw: the reacting user, the owner of every reaction that counts
+    assert route_line(_line(reaction("e2", "r8", "u1", 5)), owners) == Route("reaction", b"u1", True, "r8")
 
 
 @pytest.mark.parametrize(
@@ -38,24 +41,24 @@ def test_unreadable_lines_go_to_responses_without_key(raw: bytes) -> None:
     assert route_line(raw) == Route("response", None, False)
 
 
-def test_reaction_without_response_id_keeps_its_topic_but_has_no_key() -> None:
+def test_reaction_without_user_or_response_keeps_its_topic_but_has_no_key() -> None:
     event = reaction("e1", "r1", "u1", 0)
-    del event["response_id"]
+    del event["response_id"], event["user_id"]
     assert route_line(_line(event)) == Route("reaction", None, True)
 
 
-@pytest.mark.parametrize("rid", [17, "", None, ["r1"]])
-def test_non_string_or_empty_response_id_gives_no_key(rid: object) -> None:
-    assert route_line(_line({**response("r1", "u1", 0), "response_id": rid})).key is None
+@pytest.mark.parametrize("user", [17, "", None, ["u1"]])
+def test_non_string_or_empty_user_id_gives_no_key(user: object) -> None:
+    assert route_line(_line({**response("r1", "u1", 0), "user_id": user})).key is None
 
 
 def test_unknown_or_missing_type_routes_to_responses() -> None:
-    assert route_line(_line({**response("r1", "u1", 0), "type": "Reaction"})) == Route("response", b"r1", True)
-    assert route_line(b'{"response_id": "r2"}') == Route("response", b"r2", True)
+    assert route_line(_line({**response("r1", "u1", 0), "type": "Reaction"})) == Route("response", b"u1", True, "r1")
+    assert route_line(b'{"response_id": "r2"}') == Route("response", None, True, "r2")
 
 
-def test_non_ascii_response_id_is_keyed_as_utf8() -> None:
-    assert route_line(_line(response("réponse-😀", "u1", 0))).key == "réponse-😀".encode()
+def test_non_ascii_owner_is_keyed_as_utf8() -> None:
+    assert route_line(_line(response("r1", "réponse-😀", 0))).key == "réponse-😀".encode()
 
 
 # -- event time ------------------------------------------------------------------------------
@@ -144,7 +147,7 @@ class ListPublisher:
     def publish(self, raw_lines: Iterable[bytes]) -> PublishStats:
         stats = PublishStats()
         for line in raw_lines:
-            route = route_line(line)
+            route = route_line(line, {"r1": "u1"})
             topic = "reactions" if route.kind == "reaction" else "responses"
             self.sent.append((topic, line, route.key, self._clock() if self._clock else None))
             stats.per_topic[topic] = stats.per_topic.get(topic, 0) + 1
@@ -172,10 +175,10 @@ def test_replay_publishes_each_line_verbatim_and_counts_per_topic(tmp_path: Path
     stats = replay_file(src, pub, speedup=None, on_progress=progress.append)
 
     assert [(t, line, key) for t, line, key, _ in pub.sent] == [
-        ("responses", r1, b"r1"),
-        ("reactions", love, b"r1"),
+        ("responses", r1, b"u1"),
+        ("reactions", love, b"u1"),
         ("responses", b"not json at all", None),
-        ("responses", r2, b"r2"),
+        ("responses", r2, b"u2"),
     ]
     assert (stats.lines_read, stats.blank_lines, stats.unreadable, stats.untimed) == (4, 2, 1, 0)
     assert stats.published == {"responses": 3, "reactions": 1}

@@ -114,3 +114,13 @@ def test_records_without_event_time_count_as_heard():
     assert wm.value == 300
     wm.forget("responses")
     assert wm.tick(wall_now=14) == 500
+
+
+def test_window_queue_pops_one_key_at_a_time_even_with_equal_deadlines():
+    q = WindowQueue()
+    for key in ("a", "b", "c"):
+        q.push(key, 10.0)
+    q.push("a", 20.0)  # rescheduled: its old entry is stale
+    assert q.next_deadline() == 10.0
+    assert [q.pop_first(), q.pop_first()] == ["b", "c"]
+    assert q.next_deadline() == 20.0 and q.pop_first() == "a" and q.next_deadline() is None
