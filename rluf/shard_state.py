@@ -3,7 +3,7 @@
 Open windows live for a whole attribution window (24 h by default). Were they kept only in
 memory, a restart, or a partition moving to another worker in a rebalance, would have to
 replay a day of events to rebuild them. Instead each landing also appends the *changes* of
-the shard's state to a Delta table next to the triples (``features/stream_state.py``), and
+the shard's state to a Delta table next to the triples (``features/lake/stream_state.py``), and
 the triples commit records how far those changes go. The resume position is then the next
 offset after everything seen, and a restore reads the live rows instead of replaying.
 
@@ -16,7 +16,9 @@ The rows are a log, newest last:
   quarantine row); only records that were written as ``hold`` are ever released, so a
   reaction judged within one landing interval never touches the table;
 * ``filter``: a user's token bucket and daily counts after the last change;
-* ``clock``: the newest event time of a topic-partition (the watermark's memory).
+* ``clock``: the newest event time of a topic-partition (the watermark's memory);
+* ``seen``: a reaction's event id with the event time until which a repeat of it is a
+  duplicate (so a redelivered reaction is recognised after a restart or a handover too).
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ from typing import Any, Literal
 
 __all__ = ["RowKind", "ShardRestore", "ShardStateDelta", "StateLog", "StateRow", "replay_rows"]
 
-RowKind = Literal["hold", "accept", "release", "filter", "clock"]
+RowKind = Literal["hold", "accept", "release", "filter", "clock", "seen"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,6 +61,7 @@ class StateLog:
     _new: dict[str, StateRow] = field(default_factory=dict)  # holds/accepts since the last landing
     _released: list[str] = field(default_factory=list)
     _users: set[str] = field(default_factory=set)
+    _seen: list[StateRow] = field(default_factory=list)
 
     def hold(self, source: str, payload: bytes) -> None:
         self._new[source] = StateRow("hold", source, payload)
@@ -79,6 +82,9 @@ class StateLog:
     def touch_user(self, user_id: str) -> None:
         self._users.add(user_id)
 
+    def seen(self, event_id: str, until: float) -> None:
+        self._seen.append(StateRow("seen", event_id, json.dumps(until).encode()))
+
     def restored(self, sources: Iterable[str], seq: int) -> None:
         """Sources that are live in the table already (a restore), and the shard's last landing."""
         self._written.update(sources)
@@ -91,11 +97,13 @@ class StateLog:
             rows.append(row)
             if row.kind == "hold":
                 self._written.add(row.key)
+        rows.extend(self._seen)
         rows.extend(filter_rows)
         rows.extend(clock_rows)
         self._new.clear()
         self._released.clear()
         self._users.clear()
+        self._seen.clear()
         self.seq += 1
         return ShardStateDelta(shard, self.seq, tuple(rows), live=len(self._written))
 
@@ -112,6 +120,7 @@ class ShardRestore:
     accepted: set[str] = field(default_factory=set)
     filters: dict[str, dict[str, Any]] = field(default_factory=dict)  # user -> bucket/daily state
     clocks: dict[str, float] = field(default_factory=dict)  # "topic:partition" -> newest event time
+    seen: dict[str, float] = field(default_factory=dict)  # reaction event id -> duplicate until (event time)
     seq: int = 0
 
 
@@ -133,4 +142,9 @@ def replay_rows(rows: Iterable[tuple[int, StateRow]]) -> ShardRestore:
             out.filters[row.key] = json.loads(row.payload)
         elif kind == "clock":
             out.clocks[row.key] = float(json.loads(row.payload))
+        elif kind == "seen":
+            out.seen[row.key] = float(json.loads(row.payload))
+    if out.seen and out.clocks:  # forget what no event can repeat any more
+        newest = max(out.clocks.values())
+        out.seen = {eid: until for eid, until in out.seen.items() if until > newest}
     return out

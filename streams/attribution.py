@@ -427,6 +427,11 @@ class AttributionEngine:
                                                    user_id=event.user_id, shard=self.shard)])
             else:
                 heapq.heappush(self._pending, (ts, self._next_seq(), r))
+        for eid, until in sorted(live.seen.items(), key=lambda item: item[1]):
+            if eid not in self._seen_reactions:
+                self._seen_reactions.add(eid)
+                self._seen_expiry.append((until, eid))
+        self._seen_expiry = deque(sorted(self._seen_expiry))
         for user, state in live.filters.items():
             self._filter.restore_user(user, state)
         for key, ts in live.clocks.items():
@@ -519,7 +524,10 @@ class AttributionEngine:
             self._quarantine(out, record, "duplicate_event", f"event_id: {eid} seen before", wall_now, event)
             return
         self._seen_reactions.add(eid)
-        self._seen_expiry.append((ts + self._cfg.attribution_window_s + self._cfg.max_lateness_s, eid))
+        until = ts + self._cfg.attribution_window_s + self._cfg.max_lateness_s
+        self._seen_expiry.append((until, eid))
+        if self._log is not None:
+            self._log.seen(eid, until)
         self._watermark.observe(ts, wall_now, record.source.tp)
         # Judged when the watermark passes its event time, in event-time order across all
         # partitions: per-user rules (token bucket, daily cap, bursts) then see a user's

@@ -86,6 +86,7 @@ class _BatchRun:
         if not self.loop.engines:
             return
         self.rebalances += 1
+        self.loop.freeze()
         await self.land_everything()  # the open state goes to the lake with its offsets
 
     async def assigned(self, assigned: Any) -> None:

@@ -269,6 +269,7 @@ class FaustRun:
         if self._closing or not self.loop.engines:
             return
         self.rebalances += 1
+        self.loop.freeze()
         try:
             await self._land(force=True)
         except Exception as exc:

@@ -106,6 +106,7 @@ class IngestLoop:
         self.last_event_at: float | None = None
         self._ready_at: float | None = None
         self._last_cut_at = float("-inf")
+        self._frozen = False  # between a rebalance's revocation and the new assignment
 
     @property
     def _horizon_s(self) -> float:
@@ -180,6 +181,20 @@ class IngestLoop:
             self._build(new)
         return {tp: self.restored_checkpoint[tp] for tp in tps if tp in self.restored_checkpoint}
 
+    def freeze(self) -> None:
+        """A rebalance began: change nothing until the new assignment (then land what is pending).
+
+        A record fed or a tick during the rebalance would close windows of shards this worker
+        may lose, and their triples would land after the new owner restored the shards: twice.
+        Records fed while frozen are dropped unacknowledged (read again where the new
+        assignment starts); `assigned` thaws.
+        """
+        self._frozen = True
+
+    @property
+    def frozen(self) -> bool:
+        return self._frozen
+
     def drop_partitions(self, partitions: Iterable[TopicPartition]) -> list[int]:
         """Forget the shards of revoked partitions (land first: their state is rebuilt elsewhere)."""
         gone = sorted({tp[1] for tp in partitions} & self.engines.keys())
@@ -200,6 +215,8 @@ class IngestLoop:
     def feed(self, records: Iterable[InputRecord]) -> None:
         """Run records through their shards' engines and keep the output pending."""
         now = self._clock()
+        if self._frozen:
+            return  # not processed, not acknowledged: read again where the new assignment starts
         by_shard: dict[int, list[InputRecord]] = {}
         owned = self._owned
         for record in records:
@@ -220,6 +237,8 @@ class IngestLoop:
 
     def tick(self) -> None:
         """Processing-time timer: let an idle watermark close windows."""
+        if self._frozen:
+            return
         now = self._clock()
         for eng in self.engines.values():
             self._add(eng.tick(now), now)
@@ -247,6 +266,8 @@ class IngestLoop:
 
     def advance(self) -> None:
         """Judge and close what the burst exchange now allows (after the driver exchanged)."""
+        if self._frozen:
+            return
         now = self._clock()
         for eng in self.engines.values():
             self._add(eng.advance(now), now)
@@ -321,6 +342,7 @@ class IngestLoop:
         partition's first event.
         """
         now = self._clock()
+        self._frozen = False
         if self._ready_at is None:
             self._ready_at = now
         by_shard: dict[int, dict[TopicPartition, int | None]] = {}

@@ -80,6 +80,9 @@ class Watermark:
         """
         if source not in self._heard:
             self._heard[source] = wall_now
+        if self._wall_at_last_event is None and self._newest:
+            # Restored event times (a shard taken over from the lake): quiet time counts from here.
+            self._wall_at_last_event = wall_now
 
     def heard(self, source: object, wall_now: float) -> None:
         """A record arrived from ``source`` that carries no usable event time.

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import signal
 import time
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
@@ -17,7 +18,7 @@ from typing import Literal
 from features.lake.delta_sink import DeltaLandingSink
 from rluf.ports import LandingObserver
 from rluf.records import Landing
-from rluf.settings import Settings
+from rluf.settings import KafkaSettings, Settings, StreamSettings
 from streams.batch_worker import RunOutcome, run_batch_worker
 from streams.burst_channel import KafkaBursts
 from streams.ingest_loop import IngestLoop, tune_gc_for_streaming
@@ -109,5 +110,22 @@ def run_stream(settings: Settings, *, driver: Literal["faust", "batch"] | None =
 
             return run_faust_worker(kafka, stream, loop, until_idle_s=until_idle_s, flush=flush,
                                     on_progress=on_progress, bursts=bursts)
-        return asyncio.run(run_batch_worker(kafka, stream, loop, until_idle_s=until_idle_s, flush=flush,
-                                            on_progress=on_progress, bursts=bursts))
+        return asyncio.run(_batch_until_signalled(kafka, stream, loop, until_idle_s=until_idle_s, flush=flush,
+                                                  on_progress=on_progress, bursts=bursts))
+
+
+async def _batch_until_signalled(kafka: KafkaSettings, stream: StreamSettings, loop: IngestLoop, *,
+                                 until_idle_s: float | None, flush: bool,
+                                 on_progress: Callable[[dict[str, object]], None] | None,
+                                 bursts: KafkaBursts | None) -> RunOutcome:
+    """The batch driver with SIGTERM/SIGINT as a graceful stop (land, commit, leave the group)."""
+    stop = asyncio.Event()
+    running = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        running.add_signal_handler(sig, stop.set)
+    try:
+        return await run_batch_worker(kafka, stream, loop, until_idle_s=until_idle_s, flush=flush,
+                                      on_progress=on_progress, stop=stop, bursts=bursts)
+    finally:
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            running.remove_signal_handler(sig)

@@ -46,7 +46,7 @@ from features.lake.schema import (
     table_uri,
     triples_to_arrow,
 )
-from features.stream_state import StateTable, state_app_id
+from features.lake.stream_state import StateTable, state_app_id
 from rluf.errors import TableMissingError
 from rluf.ports import LandedTriple, RestoredState
 from rluf.records import Landing, TopicPartition

@@ -178,7 +178,7 @@ def test_exact_triples_and_exit_when_idle(faust_kafka: KafkaSettings, tmp_path: 
     workers.append(worker)
     assert worker.wait(60) == 0, worker.log()
 
-    assert worker.outcome() == {"reason": "idle", "events_in": 8, "triples_out": 3}
+    assert worker.outcome() == {"reason": "idle", "events_in": 8, "triples_out": 3, "rebalances": 0}
     assert _triples(lake) == [("r1", 1), ("r2", 0), ("r3", 0)]
     quarantine = read_table(str(lake), QUARANTINE_TABLE, columns=["reason", "response_id"])
     assert sorted(quarantine["reason"]) == ["malformed_json", "unknown_response"]
@@ -219,6 +219,8 @@ def test_sigkill_with_open_windows_loses_and_duplicates_nothing(faust_kafka: Kaf
     workers.append(first)
     _publish(faust_kafka, lines_a)
     _wait_until(lambda: first.metrics().get("events_in") == len(lines_a), 60, "phase A read", first)
+    phase_a_ends = {tp: i.highwater for tp, i in consumer_lag(faust_kafka, faust_kafka.consumer_group,
+                                                               list(faust_kafka.data_topics)).items()}
     _publish(faust_kafka, lines_b)
     total = len(lines_a) + len(lines_b)
     _wait_until(lambda: first.metrics().get("rows_landed", {}).get("triples") == len(expected_a)
@@ -233,7 +235,10 @@ def test_sigkill_with_open_windows_loses_and_duplicates_nothing(faust_kafka: Kaf
 
     lag = _assert_commits_within_checkpoint(faust_kafka, lake)
     recorded = _delta_checkpoint(lake, faust_kafka.consumer_group, list(lag))
-    assert any((recorded[tp] or 0) < info.highwater for tp, info in lag.items()), "open windows hold nothing back"
+    # Phase B's open windows are in the state table, exactly the records the checkpoint passed.
+    held = _live_state(lake, faust_kafka.consumer_group, faust_kafka.partitions)
+    passed = {f"{t}:{p}:{o}" for (t, p), cp in recorded.items() for o in range(phase_a_ends.get((t, p), 0), cp or 0)}
+    assert held and held == passed, (sorted(held)[:5], sorted(passed)[:5])
     assert _triples(lake) == sorted(expected_a)
 
     second = Worker(tmp_path, "second", faust_kafka, lake, until_idle_s=2.0, flush=True, stream=stream)
@@ -248,34 +253,47 @@ def test_sigkill_with_open_windows_loses_and_duplicates_nothing(faust_kafka: Kaf
 
 
 @pytest.mark.kafka_partitions(2)
-def test_rebalance_lands_and_stops_the_worker_holding_state(faust_kafka: KafkaSettings, tmp_path: Path,
+def test_a_joining_member_takes_shards_over_and_nobody_stops(faust_kafka: KafkaSettings, tmp_path: Path,
                                                              workers: list[Worker]) -> None:
     base = datetime.now(UTC) - timedelta(hours=1)
     lines, expected = _phase(0, 60, base)
-    stream = {"attribution_window_s": 1800.0, "idle_advance": False}
+    stream = {"attribution_window_s": 1800.0, "idle_advance": False}  # every window stays open
     lake = tmp_path / "lake"
     _publish(faust_kafka, lines)
 
     first = Worker(tmp_path, "first", faust_kafka, lake, until_idle_s=None, flush=False, stream=stream)
     workers.append(first)
     _wait_until(lambda: first.metrics().get("events_in") == len(lines), 60, "all events read", first)
-    # A second member joins: the first one's windows cannot move, so it lands and stops.
-    second = Worker(tmp_path, "second", faust_kafka, lake, until_idle_s=3.0, flush=False, stream=stream)
+    # A second member joins: the first lands its open state and hands one shard over.
+    second = Worker(tmp_path, "second", faust_kafka, lake, until_idle_s=None, flush=False, stream=stream)
     workers.append(second)
-    assert first.wait(60) == 0, first.log()
-    assert first.outcome()["reason"] == "rebalanced"
-    assert second.wait(60) == 0, second.log()
-    assert second.outcome()["reason"] in {"idle", "rebalanced"}
+    _wait_until(lambda: len(first.metrics().get("shards", [])) == 1 and len(second.metrics().get("shards", [])) == 1,
+                60, "one shard each", first)
+    assert sorted(first.metrics()["shards"] + second.metrics()["shards"]) == [0, 1]
+    assert first.metrics()["open_windows"] + second.metrics()["open_windows"] == len(expected)
+    # The second leaves (SIGTERM): its shard goes back to the first, restored from the lake.
+    second.proc.send_signal(signal.SIGTERM)
+    assert second.wait(30) == 0, second.log()
+    assert second.outcome()["reason"] == "stopped"
+    _wait_until(lambda: first.metrics().get("shards") == [0, 1]
+                and first.metrics().get("open_windows") == len(expected), 60, "both shards back", first)
+    first.proc.send_signal(signal.SIGTERM)
+    assert first.wait(30) == 0, first.log()
+    assert first.outcome()["reason"] == "stopped" and first.outcome()["rebalances"] >= 2
     _assert_commits_within_checkpoint(faust_kafka, lake)
 
-    # SIGTERM takes the same final path: land (flushed, as asked), acknowledge, commit, exit 0.
-    last = Worker(tmp_path, "last", faust_kafka, lake, until_idle_s=None, flush=True, stream=stream)
+    last = Worker(tmp_path, "last", faust_kafka, lake, until_idle_s=2.0, flush=True, stream=stream)
     workers.append(last)
-    # Nothing landed so far (every window is open), so the replay reads everything again.
-    _wait_until(lambda: last.metrics().get("events_in") == len(lines), 60, "the replay read", last)
-    last.proc.send_signal(signal.SIGTERM)
-    assert last.wait(30) == 0, last.log()
-    assert last.outcome()["reason"] == "stopped"
+    assert last.wait(60) == 0, last.log()
+    assert last.metrics()["events_in"] == 0  # everything came back from the state table, nothing re-read
     assert _triples(lake) == sorted(expected)
     lag = _assert_commits_within_checkpoint(faust_kafka, lake)
     assert all(info.committed == info.highwater for info in lag.values() if info.highwater)
+
+
+def _live_state(lake: Path, group: str, partitions: int) -> set[str]:
+    """Sources of the records the state table holds live, over every shard."""
+    from features.lake.delta_sink import DeltaLandingSink
+
+    sink = DeltaLandingSink(str(lake), app_id=group)
+    return {source for shard in range(partitions) for source in sink.restore_shard(shard, [])[0].holds}

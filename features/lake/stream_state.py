@@ -20,8 +20,8 @@ import pyarrow as pa
 import pyarrow.dataset as pds
 from deltalake import CommitProperties, DeltaTable, write_deltalake
 
-from features.lake_reader import lake_error, open_table, table_exists
-from features.lake_schema import TRIPLES_TABLE, table_uri
+from features.lake.reader import lake_error, open_table, table_exists
+from features.lake.schema import TRIPLES_TABLE, table_uri
 from rluf.errors import TableMissingError
 from rluf.shard_state import ShardRestore, ShardStateDelta, StateRow, replay_rows
 
@@ -166,6 +166,7 @@ def _live_rows(app_id: str, shard: int, seq: int, state: ShardRestore) -> pa.Tab
     rows += [StateRow("accept", k) for k in state.accepted]
     rows += [StateRow("filter", u, json.dumps(v).encode()) for u, v in state.filters.items()]
     rows += [StateRow("clock", k, json.dumps(v).encode()) for k, v in state.clocks.items()]
+    rows += [StateRow("seen", k, json.dumps(v).encode()) for k, v in state.seen.items()]
     n = len(rows)
     return pa.table({
         "app_id": pa.array([app_id] * n, pa.string()),
