@@ -79,7 +79,8 @@ def _wait(check: Any, timeout_s: float, what: str) -> None:
 
 
 def _rebalance_log_lines(log: Path) -> int:
-    return sum("assigned shards" in line or "owns shards" in line for line in log.read_text(errors="replace").splitlines())
+    lines = log.read_text(errors="replace").splitlines()
+    return sum("assigned shards" in line or "owns shards" in line for line in lines)
 
 
 @pytest.mark.parametrize("driver", ["batch", "faust"])
