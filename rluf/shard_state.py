@@ -40,6 +40,7 @@ class StateRow:
     kind: RowKind
     key: str  # source "topic:partition:offset" (hold/accept/release), user id (filter), "topic:partition" (clock)
     payload: bytes = b""
+    meta: str = ""  # a held response's light fields, so a restore need not parse it
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,8 +64,8 @@ class StateLog:
     _users: set[str] = field(default_factory=set)
     _seen: list[StateRow] = field(default_factory=list)
 
-    def hold(self, source: str, payload: bytes) -> None:
-        self._new[source] = StateRow("hold", source, payload)
+    def hold(self, source: str, payload: bytes, meta: str = "") -> None:
+        self._new[source] = StateRow("hold", source, payload, meta)
 
     def accept(self, source: str) -> None:
         if source in self._new or source in self._written:
@@ -117,6 +118,7 @@ class ShardRestore:
     """A shard's live state, folded from its rows in log order."""
 
     holds: dict[str, bytes] = field(default_factory=dict)  # source -> raw payload
+    meta: dict[str, str] = field(default_factory=dict)  # source -> light fields of a held response
     accepted: set[str] = field(default_factory=set)
     filters: dict[str, dict[str, Any]] = field(default_factory=dict)  # user -> bucket/daily state
     clocks: dict[str, float] = field(default_factory=dict)  # "topic:partition" -> newest event time
@@ -132,11 +134,14 @@ def replay_rows(rows: Iterable[tuple[int, StateRow]]) -> ShardRestore:
         kind = row.kind
         if kind == "hold":
             out.holds[row.key] = row.payload
+            if row.meta:
+                out.meta[row.key] = row.meta
         elif kind == "accept":
             if row.key in out.holds:
                 out.accepted.add(row.key)
         elif kind == "release":
             out.holds.pop(row.key, None)
+            out.meta.pop(row.key, None)
             out.accepted.discard(row.key)
         elif kind == "filter":
             out.filters[row.key] = json.loads(row.payload)

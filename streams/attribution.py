@@ -58,6 +58,7 @@ __all__ = ["AttributionEngine", "EngineStats"]
 logger = logging.getLogger(__name__)
 
 _HOUSEKEEPING_EVERY = 20_000  # events between scans that bound filter memory
+_META_SEP = "\x1f"  # a response's light fields in its state row: response_id, owner, event_id, ts, chars
 
 
 def _dt(ts: float) -> datetime:
@@ -69,19 +70,33 @@ class _Reaction:
     event: ReactionEvent
     record: InputRecord
     ts: float
+    closed: _Closed | None = None  # the landed triple it was routed to (late), kept until it is judged
 
 
 @dataclass(slots=True)
 class _Open:
-    event: ResponseEvent
+    """An open window; the full event is parsed again only when needed (a restore keeps it raw)."""
+
     record: InputRecord
     ts: float
     end: float
     chars: int
+    owner: str
+    event_id: str
+    _event: ResponseEvent | None = None
     _fingerprint: str | None = None
     ledger: ReactionLedger = field(default_factory=ReactionLedger)
     accepted: dict[str, _Reaction] = field(default_factory=dict)
     overflow: list[_Reaction] = field(default_factory=list)
+
+    @property
+    def event(self) -> ResponseEvent:
+        if self._event is None:
+            parsed = parse_event(self.record.value)  # it was valid when it arrived
+            if not isinstance(parsed, ResponseEvent):  # pragma: no cover - only valid responses open windows
+                raise ValueError(f"held response {self.record.source} no longer parses")
+            self._event = parsed
+        return self._event
 
     @property
     def fingerprint(self) -> str:
@@ -307,6 +322,10 @@ class AttributionEngine:
     def process(self, records: Iterable[InputRecord], wall_now: float) -> Landing:
         """Feed records in arrival order; windows close as the watermark passes them.
 
+        Routing, judging and closing run once per call, after the records: they follow
+        event time (a merged timeline up to the watermark), not arrival, so the outcome does
+        not depend on how records are batched, and a batch costs one pass, not one per record.
+
         Args:
             records: Raw messages with their source positions.
             wall_now: Wall-clock time in epoch seconds (idle advance, quarantine stamps).
@@ -314,6 +333,7 @@ class AttributionEngine:
         out = Landing()
         for record in records:
             self._one(record, wall_now, out)
+        self._close_due(wall_now, out)  # routes first: the Loves the heartbeat vouches for are published
         self._heartbeat()
         self._close_due(wall_now, out)
         self._housekeeping(wall_now)
@@ -392,27 +412,34 @@ class AttributionEngine:
         for the watermark again, and their Loves are published to the burst exchange again
         when it passes them (the exchange drops repeats).
         """
-        parsed: list[tuple[str, ResponseEvent | ReactionEvent, InputRecord]] = []
+        parsed: list[tuple[str, ReactionEvent, InputRecord]] = []
+        window_s = self._cfg.attribution_window_s
         for source, payload in live.holds.items():
             topic, part, offset = source.rsplit(":", 2)
             record = InputRecord(SourceRef(topic, int(part), int(offset)), payload)
-            event = parse_event(payload)
-            if isinstance(event, ParseFailure):  # pragma: no cover - only valid events are held
-                logger.warning("state row %s does not parse (%s); dropped", source, event.detail)
-                continue
-            parsed.append((source, event, record))
-        parsed.sort(key=lambda item: (item[1].ts, item[2].source.offset))
-        for _, event, record in parsed:
-            if isinstance(event, ResponseEvent):
-                ts = event.ts.timestamp()
-                end = ts + self._cfg.attribution_window_s
-                self._open[event.response_id] = _Open(event=event, record=record, ts=ts, end=end,
-                                                      chars=len(event.response))
-                self._windows.push(event.response_id, end)
+            meta = live.meta.get(source)
+            if meta is not None:  # a response: its window comes back without parsing the event
+                rid, owner, eid, ts_text, chars = meta.split(_META_SEP)
+                ts = float(ts_text)
+                self._open[rid] = _Open(record=record, ts=ts, end=ts + window_s, chars=int(chars), owner=owner,
+                                        event_id=eid)
+                self._windows.push(rid, ts + window_s)
                 self._held.setdefault(record.source.tp, _HeldOffsets()).hold(record.source.offset)
-        for source, event, record in parsed:
-            if not isinstance(event, ReactionEvent):
                 continue
+            event = parse_event(payload)
+            if isinstance(event, ResponseEvent):  # a row written without its light fields
+                ts = event.ts.timestamp()
+                self._open[event.response_id] = _Open(record=record, ts=ts, end=ts + window_s,
+                                                      chars=len(event.response), owner=event.user_id,
+                                                      event_id=event.event_id, _event=event)
+                self._windows.push(event.response_id, ts + window_s)
+                self._held.setdefault(record.source.tp, _HeldOffsets()).hold(record.source.offset)
+            elif isinstance(event, ReactionEvent):
+                parsed.append((source, event, record))
+            else:  # pragma: no cover - only valid events are held
+                logger.warning("state row %s does not parse (%s); dropped", source, event.detail)
+        parsed.sort(key=lambda item: (item[1].ts, item[2].source.offset))
+        for source, event, record in parsed:
             ts = event.ts.timestamp()
             r = _Reaction(event=event, record=record, ts=ts)
             self._held.setdefault(record.source.tp, _HeldOffsets()).hold(record.source.offset)
@@ -486,7 +513,7 @@ class AttributionEngine:
                 self.stats.replayed_skipped += 1  # replay of a response whose triple landed
                 self._watermark.observe(ts, wall_now, record.source.tp)
                 return
-            first_event = other.event.event_id if other is not None else closed.event_id  # type: ignore[union-attr]
+            first_event = other.event_id if other is not None else closed.event_id  # type: ignore[union-attr]
             if first_event == event.event_id:
                 self._quarantine(out, record, "duplicate_event", f"event_id: {event.event_id} seen before",
                                  wall_now, event)
@@ -496,9 +523,11 @@ class AttributionEngine:
             return
         self._watermark.observe(ts, wall_now, record.source.tp)
         end = ts + self._cfg.attribution_window_s
-        window = _Open(event=event, record=record, ts=ts, end=end, chars=len(event.response))
+        window_chars = len(event.response)
+        window = _Open(record=record, ts=ts, end=end, chars=window_chars, owner=event.user_id,
+                       event_id=event.event_id, _event=event)
         self._open[rid] = window
-        self._hold(record)
+        self._hold(record, _META_SEP.join((rid, event.user_id, event.event_id, repr(ts), str(window_chars))))
         self._windows.push(rid, end)
         waiting_list = self._orphans.pop(rid, ())
         if waiting_list:
@@ -509,7 +538,6 @@ class AttributionEngine:
                 self._to_window(window, waiting, facts)
             if facts:
                 self._bursts.publish(facts)
-        self._close_due(wall_now, out)
 
     def _on_reaction(self, event: ReactionEvent, record: InputRecord, ts: float, wall_now: float,
                      out: Landing) -> None:
@@ -535,7 +563,6 @@ class AttributionEngine:
         self._hold(record)
         self._seq += 1
         heapq.heappush(self._pending, (ts, self._seq, _Reaction(event=event, record=record, ts=ts)))
-        self._close_due(wall_now, out)
 
     def _route(self, r: _Reaction, facts: list[LoveFact] | None = None) -> None:
         """A reaction the watermark passed: to its window, to its closed triple, or wait for its response."""
@@ -550,8 +577,10 @@ class AttributionEngine:
             else:
                 self._to_window(window, r, facts)
             return
-        if rid in self._closed:
-            heapq.heappush(self._judging, (r.ts, self._next_seq(), r))  # late: judged in order with the rest
+        closed = self._closed.get(rid)
+        if closed is not None:  # late: judged in order with the rest, against this triple
+            r.closed = closed
+            heapq.heappush(self._judging, (r.ts, self._next_seq(), r))
             return
         eid = r.event.event_id  # before its response: hold until the response arrives or cannot anymore
         self._orphans.setdefault(rid, []).append(r)
@@ -580,12 +609,12 @@ class AttributionEngine:
         if window is not None:
             self._attach(window, r, wall_now, out)
             return
-        closed = self._closed.get(rid)
+        closed = r.closed or self._closed.get(rid)
         if closed is not None:
             self._release(r.record)
             self._late(closed, r, wall_now, out)
             return
-        self._route(r)  # its closed triple expired meanwhile: wait like an orphan
+        self._route(r)  # pragma: no cover - routed to a window or a triple, never neither
 
     # ------------------------------------------------------------------ joining
 
@@ -599,10 +628,10 @@ class AttributionEngine:
                              ts=r.ts, owner_id=owner, response_ts=response_ts, response_chars=chars,
                              fingerprint=fingerprint, coordinated=coordinated)
 
-    def _hold(self, record: InputRecord) -> None:
+    def _hold(self, record: InputRecord, meta: str = "") -> None:
         self._held[record.source.tp].hold(record.source.offset)
         if self._log is not None:
-            self._log.hold(str(record.source), record.value)
+            self._log.hold(str(record.source), record.value, meta)
 
     def _release(self, record: InputRecord) -> None:
         self._held[record.source.tp].release(record.source.offset)
@@ -612,7 +641,7 @@ class AttributionEngine:
     def _attach(self, window: _Open, r: _Reaction, wall_now: float, out: Landing) -> None:
         if self._log is not None:
             self._log.touch_user(r.event.user_id)
-        verdict = self._filter.check(self._facts(r, window.event.user_id, window.ts, window.chars, window))
+        verdict = self._filter.check(self._facts(r, window.owner, window.ts, window.chars, window))
         source = r.record.source
         if verdict is not None:
             self._release(r.record)
@@ -627,7 +656,7 @@ class AttributionEngine:
     def _reason_detail(self, reason: QuarantineReason, r: _Reaction, window: _Open | None) -> str:
         user = r.event.user_id
         if reason == "not_owner" and window is not None:
-            return f"user_id: {user} is not the conversation owner {window.event.user_id}"
+            return f"user_id: {user} is not the conversation owner {window.owner}"
         if reason == "too_fast" and window is not None:
             return f"ts: reacted {r.ts - window.ts:.2f} s after a {window.chars}-char answer"
         if reason == "coordinated":
@@ -710,6 +739,7 @@ class AttributionEngine:
                          reaction_sources=frozenset(reaction_sources), chars=window.chars)
         self._remember_closed(closed)
         for r in window.overflow:  # stamped after the window: judged as late, in event-time order
+            r.closed = closed
             heapq.heappush(self._judging, (r.ts, self._next_seq(), r))
 
     def _remember_closed(self, closed: _Closed) -> None:

@@ -102,7 +102,7 @@ def replay(
         help="Keep relative event timing, sped up X times (default: as fast as possible).",
     ),
 ) -> None:
-    """Publish recorded events to Kafka, keyed by response_id."""
+    """Publish recorded events to Kafka, keyed by the conversation owner."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     from streams.kafka_admin import ensure_topics, wait_for_kafka
@@ -221,7 +221,7 @@ def stream_run(
 def stream_stats(ctx: typer.Context, as_json: bool = typer.Option(False, "--json", help="Print JSON.")) -> None:
     """Events in, triples out, quarantined by reason, open windows, consumer lag."""
     from streams.metrics import read_metrics
-    from streams.worker import metrics_path
+    from streams.worker import metrics_path, worker_metrics
 
     s = _settings(ctx)
     path = metrics_path(s)
@@ -233,7 +233,9 @@ def stream_stats(ctx: typer.Context, as_json: bool = typer.Option(False, "--json
         typer.echo(json.dumps(snap, indent=2, sort_keys=True))
         return
     age = time.time() - float(snap["updated_at"])
-    typer.echo(f"stream worker ({snap.get('driver')}), snapshot {age:.0f} s old, uptime {snap['uptime_s']} s")
+    live = worker_metrics(s)
+    typer.echo(f"stream worker ({snap.get('driver')}), snapshot {age:.0f} s old, uptime {snap['uptime_s']} s, "
+               f"shards {snap.get('shards')}; {len(live)} worker(s) of the group reported in the last minute")
     rows = [
         ("events in", snap["events_in"]), ("responses", snap["responses"]), ("reactions", snap["reactions"]),
         ("triples out", snap["triples_out"]), ("label corrections", snap["corrections_out"]),

@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import signal
+import socket
 import time
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
@@ -24,9 +26,9 @@ from streams.burst_channel import KafkaBursts
 from streams.ingest_loop import IngestLoop, tune_gc_for_streaming
 from streams.kafka_admin import copartitioned_shards, ensure_topics, wait_for_kafka
 from streams.kafka_producer import EventPublisher
-from streams.metrics import IngestMetrics
+from streams.metrics import IngestMetrics, read_metrics
 
-__all__ = ["FeatureStorePush", "QuarantineMirror", "feature_hooks", "metrics_path", "run_stream"]
+__all__ = ["FeatureStorePush", "QuarantineMirror", "feature_hooks", "metrics_path", "run_stream", "worker_metrics"]
 
 logger = logging.getLogger(__name__)
 
@@ -77,9 +79,29 @@ def feature_hooks(settings: Settings) -> tuple[list[LandingObserver], Callable[[
     return observers, reputation
 
 
-def metrics_path(settings: Settings) -> Path:
-    """Where a worker of this consumer group writes its metrics snapshot."""
-    return settings.data_home / "metrics" / f"stream-{settings.kafka.consumer_group}.json"
+def metrics_path(settings: Settings, worker: str | None = None) -> Path:
+    """Where a worker of this consumer group writes its metrics snapshot.
+
+    Several workers of one group may run on one host: each writes its own file
+    (``worker`` = host and pid); without ``worker``, the group's newest file.
+    """
+    folder = settings.data_home / "metrics"
+    group = settings.kafka.consumer_group
+    if worker is not None:
+        return folder / f"stream-{group}.{worker}.json"
+    files = sorted(folder.glob(f"stream-{group}.*.json"), key=lambda f: f.stat().st_mtime)
+    return files[-1] if files else folder / f"stream-{group}.json"
+
+
+def worker_metrics(settings: Settings, *, within_s: float = 60.0) -> list[dict[str, object]]:
+    """The snapshots of the group's workers updated within the last ``within_s`` seconds."""
+    now = time.time()
+    out = []
+    for path in (settings.data_home / "metrics").glob(f"stream-{settings.kafka.consumer_group}.*.json"):
+        snap = read_metrics(path)
+        if snap is not None and now - float(snap.get("updated_at", 0)) <= within_s:
+            out.append(snap)
+    return out
 
 
 def run_stream(settings: Settings, *, driver: Literal["faust", "batch"] | None = None,
@@ -100,7 +122,8 @@ def run_stream(settings: Settings, *, driver: Literal["faust", "batch"] | None =
     sink = DeltaLandingSink(settings.lake_root, storage_options=settings.lake.storage_options,
                             app_id=kafka.consumer_group)
     with EventPublisher(kafka) as publisher:
-        metrics = IngestMetrics(path=metrics_path(settings), started_at=time.time())
+        metrics = IngestMetrics(path=metrics_path(settings, f"{socket.gethostname()}-{os.getpid()}"),
+                                started_at=time.time())
         observers, reputation = feature_hooks(settings)
         loop = IngestLoop(stream, settings.filters, sink, publisher=QuarantineMirror(publisher), metrics=metrics,
                           observers=observers, reputation=reputation, bursts=bursts, topics=kafka.data_topics)

@@ -198,7 +198,9 @@ class Gateway:
 
     async def _publish(self, topic: str, event: ResponseEvent | ReactionEvent) -> None:
         try:
-            await self._sink.publish(topic, event.response_id.encode("utf-8"), wire_bytes(event))
+            # Keyed by the conversation owner (the stream worker's shard key): a reaction here is
+            # always the owner's, the ownership check above refused anyone else's.
+            await self._sink.publish(topic, event.user_id.encode("utf-8"), wire_bytes(event))
         except PublishError as exc:
             logger.error("%s event not published: %s", event.type, exc)
             raise GatewayRequestError(503, f"the event store is unavailable ({exc}); nothing was recorded, "

@@ -38,6 +38,7 @@ STATE_SCHEMA: Final = pa.schema([
     pa.field("kind", pa.string(), nullable=False),
     pa.field("key", pa.string(), nullable=False),
     pa.field("payload", pa.binary(), nullable=False),
+    pa.field("meta", pa.string(), nullable=False),
 ])
 
 
@@ -82,6 +83,7 @@ class StateTable:
             "kind": pa.array([r[3].kind for r in rows], pa.string()),
             "key": pa.array([r[3].key for r in rows], pa.string()),
             "payload": pa.array([r[3].payload for r in rows], pa.binary()),
+            "meta": pa.array([r[3].meta for r in rows], pa.string()),
         }, schema=STATE_SCHEMA)
         self._write(data, mode="append")
         for d in deltas:
@@ -130,7 +132,7 @@ class StateTable:
             dataset = dt.to_pyarrow_dataset()
             where = ((pds.field("app_id") == self._app_id) & (pds.field("shard") == shard)
                      & (pds.field("seq") <= up_to_seq))
-            table = dataset.to_table(columns=["seq", "idx", "kind", "key", "payload"], filter=where)
+            table = dataset.to_table(columns=["seq", "idx", "kind", "key", "payload", "meta"], filter=where)
         except TableMissingError:
             return ShardRestore()
         except Exception as exc:
@@ -141,9 +143,10 @@ class StateTable:
         kinds = table.column("kind").to_pylist()
         keys = table.column("key").to_pylist()
         payloads = table.column("payload").to_pylist()
+        metas = table.column("meta").to_pylist()
         del table, dataset
-        state = replay_rows((seq, StateRow(kind, key, payload))  # type: ignore[arg-type]
-                            for seq, kind, key, payload in zip(seqs, kinds, keys, payloads, strict=True))
+        state = replay_rows((seq, StateRow(kind, key, payload, meta))  # type: ignore[arg-type]
+                            for seq, kind, key, payload, meta in zip(seqs, kinds, keys, payloads, metas, strict=True))
         state.seq = up_to_seq
         return state
 
@@ -162,7 +165,7 @@ class StateTable:
 
 def _live_rows(app_id: str, shard: int, seq: int, state: ShardRestore) -> pa.Table:
     """One landing's worth of rows that rebuild ``state`` exactly (holds, accepts, filters, clocks)."""
-    rows: list[StateRow] = [StateRow("hold", k, v) for k, v in state.holds.items()]
+    rows: list[StateRow] = [StateRow("hold", k, v, state.meta.get(k, "")) for k, v in state.holds.items()]
     rows += [StateRow("accept", k) for k in state.accepted]
     rows += [StateRow("filter", u, json.dumps(v).encode()) for u, v in state.filters.items()]
     rows += [StateRow("clock", k, json.dumps(v).encode()) for k, v in state.clocks.items()]
@@ -176,6 +179,7 @@ def _live_rows(app_id: str, shard: int, seq: int, state: ShardRestore) -> pa.Tab
         "kind": pa.array([r.kind for r in rows], pa.string()),
         "key": pa.array([r.key for r in rows], pa.string()),
         "payload": pa.array([r.payload for r in rows], pa.binary()),
+        "meta": pa.array([r.meta for r in rows], pa.string()),
     }, schema=STATE_SCHEMA)
 
 

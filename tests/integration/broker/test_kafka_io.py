@@ -94,16 +94,17 @@ def test_ensure_topics_creates_the_partition_count_asked_and_is_idempotent(kafka
     suffix = uuid4().hex[:8]
     settings = kafka_broker.model_copy(update={
         "responses_topic": f"resp-{suffix}", "reactions_topic": f"react-{suffix}",
-        "quarantine_topic": f"quar-{suffix}", "partitions": 3,
+        "quarantine_topic": f"quar-{suffix}", "partitions": 3, "consumer_group": f"group-{suffix}",
     })
     extra = f"extra-{suffix}"
 
     created = ensure_topics(settings, extra_topics=[extra])
 
-    assert created == [f"resp-{suffix}", f"react-{suffix}", f"quar-{suffix}", extra]
+    bursts = f"rluf.bursts.group-{suffix}"  # the group's burst exchange: one partition
+    assert created == [f"resp-{suffix}", f"react-{suffix}", f"quar-{suffix}", bursts, extra]
     with _admin(settings) as admin:
         described = {d["name"]: len(d["partitions"]) for d in admin.describe_topics(created)}
-    assert described == dict.fromkeys(created, 3)
+    assert described == {**dict.fromkeys(created, 3), bursts: 1}
     assert ensure_topics(settings, extra_topics=[extra]) == []
     # A new extra topic next to existing ones: only it is created.
     assert ensure_topics(settings, extra_topics=[extra, f"extra2-{suffix}"]) == [f"extra2-{suffix}"]
@@ -150,15 +151,20 @@ def test_publish_routes_and_keys_1000_lines_exactly(kafka_settings: KafkaSetting
     assert Counter(v for _, _, v in responses) == Counter(expected_responses)
     assert Counter(v for _, _, v in reactions) == Counter(expected_reactions)
 
+    owners = {f"r{i}": f"u{i % 17}" for i in range(600)}
+
     def expected_key(value: bytes) -> bytes | None:
+        """The conversation owner: a response's user; a reaction's response's user (else the reactor)."""
         try:
-            rid = json.loads(value).get("response_id")
+            obj = json.loads(value)
+            user, rid = obj.get("user_id"), obj.get("response_id")
         except (ValueError, AttributeError):
             return None
-        return rid.encode() if isinstance(rid, str) and rid else None
+        owner = owners.get(rid, user) if obj.get("type") == "reaction" else user
+        return owner.encode() if isinstance(owner, str) and owner else None
 
     assert all(key == expected_key(value) for _, key, value in responses + reactions)
-    assert sum(key is None for _, key, _ in responses) == 5 + (len(broken) - 10) + 2  # + {} and id 5
+    assert sum(key is None for _, key, _ in responses) == 5 + (len(broken) - 10) + 3  # + {}, id 5, mystery
     assert sum(key is None for _, key, _ in reactions) == 1
 
     # Same key, same partition count: a reaction lands on the partition number of its response.

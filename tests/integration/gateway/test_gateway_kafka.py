@@ -58,7 +58,7 @@ def test_http_calls_publish_the_exact_events(kafka_settings: KafkaSettings, tmp_
     assert len(responses) == 1 and len(reactions) == 2  # the refused calls published nothing
     key, raw = responses[0]
     event = EVENT_ADAPTER.validate_python(raw)
-    assert isinstance(event, ResponseEvent) and key == answer["response_id"].encode()
+    assert isinstance(event, ResponseEvent) and key == b"alice"  # keyed by the conversation owner
     assert (event.response_id, event.conversation_id, event.user_id, event.response, event.policy_version) == (
         answer["response_id"], answer["conversation_id"], "alice", answer["text"], "local-tinypolicy")
     assert [m.model_dump() for m in event.context] == context
@@ -68,7 +68,7 @@ def test_http_calls_publish_the_exact_events(kafka_settings: KafkaSettings, tmp_
     assert all(isinstance(r, ReactionEvent) for r in got)
     assert [(r.event_id, r.user_id, r.reaction, r.action) for r in got] == [  # type: ignore[union-attr]
         (loved.json()["event_id"], "alice", "love", "add"), (removed.json()["event_id"], "alice", "love", "remove")]
-    assert {k for k, _ in reactions} == {answer["response_id"].encode()}
+    assert {k for k, _ in reactions} == {b"alice"}  # the owner (only she may react to her answer)
     assert isinstance(got[0].ts, datetime) and event.ts <= got[0].ts <= got[1].ts  # type: ignore[union-attr]
 
 

@@ -64,10 +64,16 @@ def _start(env: dict[str, str], driver: str, log: Path) -> subprocess.Popen[byte
 
 
 def _metrics(home: Path, group: str) -> dict[str, Any]:
-    try:
-        return json.loads((home / "metrics" / f"stream-{group}.json").read_text())
-    except (OSError, ValueError):
-        return {}
+    """The snapshot of the group's most active worker (each worker writes its own file)."""
+    best: dict[str, Any] = {}
+    for path in (home / "metrics").glob(f"stream-{group}.*.json"):
+        try:
+            snap = json.loads(path.read_text())
+        except (OSError, ValueError):
+            continue
+        if snap.get("events_in", 0) >= best.get("events_in", 0):
+            best = snap
+    return best
 
 
 def _wait(check: Any, timeout_s: float, what: str) -> None:

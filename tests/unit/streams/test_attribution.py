@@ -221,9 +221,9 @@ def test_filters_quarantine_with_reason():
         response("r3", "u1", 0, text=text), reaction("ok2", "r3", "u1", 101, "laugh"),
         reaction("limited", "r3", "u1", 102),
     ), WALL)
-    assert [(q.event_id, q.reason) for q in out.quarantine] == [
-        ("troll", "not_owner"), ("fast", "too_fast"), ("limited", "rate_limited")]
-    assert "u2" in out.quarantine[0].detail
+    assert [(q.event_id, q.reason) for q in out.quarantine] == [  # judged in event-time order
+        ("fast", "too_fast"), ("troll", "not_owner"), ("limited", "rate_limited")]
+    assert "u2" in out.quarantine[1].detail
 
 
 def test_daily_cap_counts_per_utc_day():
@@ -421,3 +421,24 @@ def test_an_engine_restored_from_its_state_rows_continues_exactly_as_the_one_tha
         "not_owner", "coordinated", "rate_limited", "duplicate_event"}
     assert run([150, 151, 420]) == straight
     assert run([37, 300, 301, 555]) == straight
+
+
+def test_the_outcome_does_not_depend_on_how_records_are_batched():
+    filters = FilterSettings(coordination_enabled=True, burst_users=4, burst_window_s=60, rate_capacity=2,
+                             rate_per_s=0.0003, daily_cap=40, too_fast_enabled=False, low_info_enabled=False)
+    stream = STREAM.model_copy(update={"attribution_window_s": 3600.0, "allowed_lateness_s": 120.0,
+                                       "max_lateness_s": 5000.0})
+    records = Feed("events", "events").records(*_stream(300, seed=9))
+
+    def run(size: int) -> tuple[list, list, list]:
+        eng, out = AttributionEngine(stream, filters), Landing()
+        for i in range(0, len(records), size):
+            out.extend(eng.process(records[i:i + size], WALL))
+        out.extend(eng.flush(WALL))
+        return (sorted((t.response_id, t.label, t.close_reason) for t in out.triples),
+                sorted((c.response_id, c.new_label) for c in out.corrections),
+                sorted((q.event_id or "-", q.reason) for q in out.quarantine))
+
+    one_by_one = run(1)
+    assert {r for _, r in one_by_one[2]} >= {"coordinated", "not_owner", "rate_limited", "duplicate_event"}
+    assert run(7) == one_by_one and run(len(records)) == one_by_one

@@ -66,7 +66,7 @@ def test_chat_answers_with_the_users_arm_and_publishes_the_exact_event(rig_facto
     assert len(rig.sink.sent) == 2
     topic, key, value = rig.sink.sent[0]
     event = EVENT_ADAPTER.validate_json(value)
-    assert isinstance(event, ResponseEvent) and topic == "responses" and key == alice["response_id"].encode()
+    assert isinstance(event, ResponseEvent) and topic == "responses" and key == b"alice"
     sent = json.loads(value)
     assert datetime.fromisoformat(sent.pop("ts")) == datetime.fromtimestamp(T0, UTC)
     assert sent == {
@@ -85,7 +85,7 @@ def test_a_reaction_is_published_for_the_owner_only(rig: Rig) -> None:
     assert reply.status_code == 202
     topic, key, value = rig.sink.sent[-1]
     event = EVENT_ADAPTER.validate_json(value)
-    assert isinstance(event, ReactionEvent) and topic == "reactions" and key == answer["response_id"].encode()
+    assert isinstance(event, ReactionEvent) and topic == "reactions" and key == b"alice"
     assert reply.json() == {"event_id": event.event_id, "response_id": answer["response_id"]}
     assert (event.user_id, event.reaction, event.action, event.ts.timestamp()) == ("alice", "love", "add", T0 + 30)
     undo = rig.client.post("/v1/reactions", headers=alice,
