@@ -50,6 +50,7 @@ class PendingLanding:
     produced_at: list[tuple[float, int]] = field(default_factory=list)  # (wall time, triples then)
     watermark: float | None = None  # event time the landing is complete up to
     state: list[ShardStateDelta] = field(default_factory=list)  # open-state changes of each shard
+    fed_through: float | None = None  # wall time of the newest record this landing covers
 
     def __len__(self) -> int:
         return len(self.landing)
@@ -107,6 +108,7 @@ class IngestLoop:
         self._ready_at: float | None = None
         self._last_cut_at = float("-inf")
         self._frozen = False  # between a rebalance's revocation and the new assignment
+        self._caught_up_for: float | None = None
 
     @property
     def _horizon_s(self) -> float:
@@ -306,7 +308,8 @@ class IngestLoop:
         """Detach the pending output with the resume positions and the state changes that cover it."""
         self._last_cut_at = self._clock()
         state = [eng.drain_state() for eng in self.engines.values()]
-        pending = PendingLanding(self._pending, self.checkpoint(), self._produced, self.watermark, state)
+        pending = PendingLanding(self._pending, self.checkpoint(), self._produced, self.watermark, state,
+                                 self.last_event_at)
         self._pending, self._produced, self._pending_since = Landing(), [], None
         return pending
 
@@ -328,6 +331,9 @@ class IngestLoop:
         self.metrics.record_landing(len(landing.triples), len(landing.corrections), len(landing.quarantine),
                                     landed - started, latencies, pending.checkpoint, landed)
         self._landed_checkpoint = pending.checkpoint
+        if pending.fed_through is not None and pending.fed_through != self._caught_up_for:
+            self._caught_up_for = pending.fed_through
+            self.metrics.caught_up_at = landed
         return pending.checkpoint
 
     def land_now(self) -> dict[TopicPartition, int]:

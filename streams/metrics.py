@@ -45,6 +45,7 @@ class IngestMetrics:
     checkpoint: dict[TopicPartition, int] = field(default_factory=dict)
     first_event_at: float | None = None  # wall clock, for throughput without start-up time
     last_landing_at: float | None = None
+    caught_up_at: float | None = None  # the landing that made the newest event read durable (rows or state)
 
     def record_landing(self, triples: int, corrections: int, quarantine: int, seconds: float,
                        latencies: list[float], checkpoint: dict[TopicPartition, int], landed_at: float) -> None:
@@ -75,6 +76,7 @@ class IngestMetrics:
             "checkpoint": {f"{t}:{p}": v for (t, p), v in sorted(self.checkpoint.items())},
             "first_event_at": self.first_event_at,
             "last_landing_at": self.last_landing_at,
+            "caught_up_at": self.caught_up_at,
         }
 
     def write(self, snapshot: dict[str, Any]) -> None:
