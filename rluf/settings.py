@@ -154,6 +154,9 @@ class LakeSettings(_Slice):
     root: str | None = Field(None, description="default: <data_home>/lake")
     storage_options: dict[str, str] = Field(default_factory=dict)
     target_file_rows: int = Field(1_000_000, ge=1)
+    commit_attempts: int = Field(
+        5, ge=1, description="tries of a Delta commit that another writer beat (a rebalance's last landing)"
+    )
 
 
 class SimulationSettings(_Slice):

@@ -120,7 +120,7 @@ def run_stream(settings: Settings, *, driver: Literal["faust", "batch"] | None =
     shards = copartitioned_shards(kafka)
     bursts = KafkaBursts(kafka, settings.filters, shards) if settings.filters.coordination_enabled else None
     sink = DeltaLandingSink(settings.lake_root, storage_options=settings.lake.storage_options,
-                            app_id=kafka.consumer_group)
+                            app_id=kafka.consumer_group, commit_attempts=settings.lake.commit_attempts)
     with EventPublisher(kafka) as publisher:
         metrics = IngestMetrics(path=metrics_path(settings, f"{socket.gethostname()}-{os.getpid()}"),
                                 started_at=time.time())

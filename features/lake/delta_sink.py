@@ -33,6 +33,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.dataset as pds
 from deltalake import CommitProperties, DeltaTable, Transaction, write_deltalake
+from deltalake.exceptions import CommitFailedError
 
 from features.lake.reader import history, lake_error, open_table, read_table, table_exists
 from features.lake.schema import (
@@ -47,7 +48,7 @@ from features.lake.schema import (
     triples_to_arrow,
 )
 from features.lake.stream_state import StateTable, state_app_id
-from rluf.errors import TableMissingError
+from rluf.errors import LakeError, TableMissingError
 from rluf.ports import LandedTriple, RestoredState
 from rluf.records import Landing, TopicPartition
 from rluf.shard_state import ShardRestore, ShardStateDelta
@@ -81,6 +82,8 @@ class DeltaLandingSink:
         app_id: Names this writer's app transactions; keep it stable across restarts of
             the same consumer group, and distinct between writers of one lake.
         storage_options: Object-store options as delta-rs takes them (``LakeSettings``).
+        commit_attempts: Tries of a triples commit that another writer beat; between tries
+            the sink checks that no other writer recorded offsets past its own (fencing).
         topic_partitions: Topic-partitions this writer consumes. Those whose events have
             never produced a row (e.g. a reactions partition with no corrections) can only
             be found here or in the recent triples commits.
@@ -93,11 +96,13 @@ class DeltaLandingSink:
         app_id: str,
         storage_options: Mapping[str, str] | None = None,
         topic_partitions: Iterable[TopicPartition] = (),
+        commit_attempts: int = 5,
     ) -> None:
         if not app_id:
             raise ValueError("app_id must not be empty")
         self._root = root
         self._app_id = app_id
+        self._commit_attempts = max(1, commit_attempts)
         self._storage_options: dict[str, str] | None = dict(storage_options or {}) or None
         self._topic_partitions: set[TopicPartition] = {(t, int(p)) for t, p in topic_partitions}
         self._checkpoint: dict[TopicPartition, int] = {}
@@ -256,25 +261,52 @@ class DeltaLandingSink:
                     }
                 },
             )
-        target: DeltaTable | str = self._tables.get(name) or uri
-        try:
-            write_deltalake(
-                target,
-                data,
-                mode="append",
-                partition_by=[PARTITION_COLUMN],
-                schema_mode="merge",
-                storage_options=self._storage_options,
-                commit_properties=props,
-            )
-        except Exception as exc:
-            self._tables.pop(name, None)  # reload from the log next time
-            raise lake_error(exc, uri=uri, action="append to") from exc
+        for attempt in range(1, self._commit_attempts + 1):
+            target: DeltaTable | str = self._tables.get(name) or uri
+            try:
+                write_deltalake(
+                    target,
+                    data,
+                    mode="append",
+                    partition_by=[PARTITION_COLUMN],
+                    schema_mode="merge",
+                    storage_options=self._storage_options,
+                    commit_properties=props,
+                )
+                break
+            except CommitFailedError as exc:
+                # Another writer committed since our snapshot: during a rebalance the shard's
+                # previous owner lands its last step after we opened the table. Retry on the
+                # newest version unless that writer recorded offsets past ours (then it owns
+                # the partition and we are the stale one).
+                self._tables.pop(name, None)
+                if attempt == self._commit_attempts:
+                    raise lake_error(exc, uri=uri, action="append to") from exc
+                if checkpoint is not None:
+                    self._fence(uri, checkpoint)
+                logger.warning("commit to %s lost to another writer (%s); retry %d on the newest version",
+                               uri, str(exc).splitlines()[0], attempt)
+            except Exception as exc:
+                self._tables.pop(name, None)  # reload from the log next time
+                raise lake_error(exc, uri=uri, action="append to") from exc
         if name not in self._tables:
             try:
                 self._tables[name] = DeltaTable(uri, storage_options=self._storage_options)
             except Exception as exc:  # the write succeeded; keep writing by URI
                 logger.debug("cannot keep %s open: %s", uri, exc)
+
+    def _fence(self, uri: str, checkpoint: Mapping[TopicPartition, int]) -> None:
+        """Refuse to commit offsets that another writer of this app id already moved past."""
+        try:
+            dt = DeltaTable(uri, storage_options=self._storage_options)
+            recorded = {tp: dt.transaction_version(transaction_app_id(self._app_id, tp)) for tp in checkpoint}
+        except Exception as exc:
+            raise lake_error(exc, uri=uri, action="read the app transactions of") from exc
+        ahead = {tp: int(v) for tp, v in recorded.items() if v is not None and int(v) > checkpoint[tp]}
+        if ahead:
+            tp, v = sorted(ahead.items())[0]
+            raise LakeError(uri, "append to", f"{tp[0]}:{tp[1]} is recorded at offset {v}, past this "
+                            f"worker's {checkpoint[tp]}", "another worker owns the partition now; restart this one")
 
     def _is_recorded(self, cp: Mapping[TopicPartition, int]) -> bool:
         return all(self._checkpoint.get(tp) == o for tp, o in cp.items())

@@ -19,10 +19,11 @@ from typing import Final
 import pyarrow as pa
 import pyarrow.dataset as pds
 from deltalake import CommitProperties, DeltaTable, write_deltalake
+from deltalake.exceptions import CommitFailedError
 
 from features.lake.reader import lake_error, open_table, table_exists
 from features.lake.schema import TRIPLES_TABLE, table_uri
-from rluf.errors import TableMissingError
+from rluf.errors import LakeError, TableMissingError
 from rluf.shard_state import ShardRestore, ShardStateDelta, StateRow, replay_rows
 
 __all__ = ["STATE_SCHEMA", "STATE_TABLE", "StateTable", "state_app_id"]
@@ -90,14 +91,23 @@ class StateTable:
             self._rows_in[d.shard] = self._rows_in.get(d.shard, 0) + len(d.rows)
 
     def _write(self, data: pa.Table, *, mode: str, predicate: str | None = None) -> None:
-        target: DeltaTable | str = self._table or self._uri
-        try:
-            write_deltalake(target, data, mode=mode, predicate=predicate,  # type: ignore[call-overload]
-                            partition_by=["app_id", "shard"], storage_options=self._storage_options,
-                            commit_properties=CommitProperties(custom_metadata={"rluf.writer": self._app_id}))
-        except Exception as exc:
-            self._table = None
-            raise lake_error(exc, uri=self._uri, action="write the stream state to") from exc
+        # Appends of different writers never conflict on the data, only on a stale snapshot
+        # (another worker committed since we opened the table): one retry on the newest version.
+        for attempt in (1, 2):
+            target: DeltaTable | str = self._table or self._uri
+            try:
+                write_deltalake(target, data, mode=mode, predicate=predicate,  # type: ignore[call-overload]
+                                partition_by=["app_id", "shard"], storage_options=self._storage_options,
+                                commit_properties=CommitProperties(custom_metadata={"rluf.writer": self._app_id}))
+                break
+            except CommitFailedError as exc:
+                self._table = None
+                if attempt == 2 or mode != "append":
+                    raise lake_error(exc, uri=self._uri, action="write the stream state to") from exc
+                logger.warning("state commit lost to another writer (%s); retrying", str(exc).splitlines()[0])
+            except Exception as exc:
+                self._table = None
+                raise lake_error(exc, uri=self._uri, action="write the stream state to") from exc
         if self._table is None:
             try:
                 self._table = DeltaTable(self._uri, storage_options=self._storage_options)
@@ -116,7 +126,11 @@ class StateTable:
         state = self.read(shard, up_to_seq=committed_seq)
         table = _live_rows(self._app_id, shard, committed_seq, state)
         predicate = f"app_id = '{_sql(self._app_id)}' AND shard = {int(shard)}"
-        self._write(table, mode="overwrite", predicate=predicate)
+        try:
+            self._write(table, mode="overwrite", predicate=predicate)
+        except LakeError as exc:  # compaction is an optimisation: the next landing tries again
+            logger.warning("state compaction of shard %d skipped: %s", shard, exc)
+            return False
         self._rows_in[shard] = table.num_rows
         logger.info("compacted the state of shard %d: %d rows -> %d live", shard, rows, table.num_rows)
         return True

@@ -326,3 +326,27 @@ def test_reading_a_table_in_a_short_script_exits_cleanly(tmp_path) -> None:
         assert done.stdout == "50 1", done.stderr
         codes.append(done.returncode)
     assert codes == [0] * 20
+
+
+def test_a_rebalance_handover_commit_retries_on_the_newest_version(tmp_path) -> None:
+    """The new owner's table snapshot predates the old owner's last landing (both one app id)."""
+    root = str(tmp_path)
+    new_owner, old_owner = DeltaLandingSink(root, app_id=APP), DeltaLandingSink(root, app_id=APP)
+    new_owner.land(Landing(triples=[triple(1, partition=1)]), checkpoint={(RESP, 1): 2})  # keeps its table open
+    old_owner.land(Landing(triples=[triple(2, partition=0)]), checkpoint={(RESP, 0): 3})  # the revoke's landing
+    # The shard changes hands: the new owner writes partition 0's offset past the old owner's.
+    new_owner.land(Landing(triples=[triple(3, partition=0)]), checkpoint={(RESP, 0): 4, (RESP, 1): 2})
+    assert counts(root)[TRIPLES_TABLE] == ["r1", "r2", "r3"]
+    assert (txn(root, RESP, 0), txn(root, RESP, 1)) == (4, 2)
+
+
+def test_a_stale_owner_is_fenced_off(tmp_path) -> None:
+    """A worker that lost its partition must not move its offset back over the new owner's."""
+    root = str(tmp_path)
+    stale, owner = DeltaLandingSink(root, app_id=APP), DeltaLandingSink(root, app_id=APP)
+    stale.land(Landing(triples=[triple(1)]), checkpoint={(RESP, 0): 2})
+    owner.land(Landing(triples=[triple(2)]), checkpoint={(RESP, 0): 9})
+    with pytest.raises(LakeError, match=r"rluf.responses:0 is recorded at offset 9, past this worker's 5"):
+        stale.land(Landing(triples=[triple(3)]), checkpoint={(RESP, 0): 5})
+    assert counts(root)[TRIPLES_TABLE] == ["r1", "r2"]
+    assert txn(root, RESP, 0) == 9
